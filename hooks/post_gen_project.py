@@ -1,0 +1,92 @@
+"""Shape the generated repository to the chosen options.
+
+Removes the files of options that were not selected, sets run bits, optionally
+makes the first git commit, and prints the next two commands.
+"""
+
+import os
+import shutil
+import stat
+import subprocess
+import sys
+from pathlib import Path
+
+LICENSE = "{{ cookiecutter.license }}"
+CI = "{{ cookiecutter.ci }}"
+INIT_GIT = "{{ cookiecutter.init_git }}"
+SLUG = "{{ cookiecutter.project_slug }}"
+
+# option value -> paths that only belong to that value
+CI_FILES = {
+    "github": [".github"],
+    "gitlab": [".gitlab-ci.yml"],
+}
+EXECUTABLES = [
+    "profiles/cluster-sim/submit",
+    "profiles/cluster-sim/status",
+    "profiles/cluster-sim/cancel",
+    "workflow/scripts/scratch.py",
+    "workflow/scripts/publish.py",
+    "workflow/scripts/render_docs.py",
+]
+
+
+def remove(path):
+    path = Path(path)
+    if path.is_dir():
+        shutil.rmtree(path)
+    elif path.exists():
+        path.unlink()
+
+
+def prune_unselected():
+    if LICENSE == "none":
+        remove("LICENSE")
+    for choice, paths in CI_FILES.items():
+        if choice != CI:
+            for path in paths:
+                remove(path)
+
+
+def set_run_bits():
+    for name in EXECUTABLES:
+        path = Path(name)
+        if path.exists():
+            mode = path.stat().st_mode
+            path.chmod(mode | stat.S_IXUSR | stat.S_IXGRP | stat.S_IXOTH)
+
+
+def init_git():
+    if shutil.which("git") is None:
+        print("WARNING: init_git=yes but git is not installed; skipped git init.", file=sys.stderr)
+        return
+    env = dict(os.environ)
+    # A first commit must not depend on the user's global git identity being set.
+    identity = [
+        "-c", "user.name={{ cookiecutter.author_name }}",
+        "-c", "user.email={{ cookiecutter.author_email }}",
+        "-c", "commit.gpgsign=false",
+    ]
+    subprocess.run(["git", "init", "-q"], check=True, env=env)
+    subprocess.run(["git", "checkout", "-q", "-b", "main"], check=True, env=env)
+    subprocess.run(["git", "add", "-A"], check=True, env=env)
+    subprocess.run(
+        ["git", *identity, "commit", "-q", "-m", "Initial commit from the Snakemake repository template"],
+        check=True,
+        env=env,
+    )
+
+
+def main():
+    prune_unselected()
+    set_run_bits()
+    if INIT_GIT == "yes":
+        init_git()
+    print(f"\nCreated {SLUG}. Next:\n")
+    print(f"  cd {SLUG}")
+    print("  make setup    # create .venv from the pinned requirements.txt")
+    print("  make run      # run the example workflow with profiles/local\n")
+
+
+if __name__ == "__main__":
+    main()

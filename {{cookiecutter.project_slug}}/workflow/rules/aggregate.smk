@@ -1,0 +1,29 @@
+# Aggregation (fan-in): one table over all samples and a small HTML report.
+
+
+rule summary_table:
+    input:
+        summaries=expand("results/samples/{sample}.summary.json", sample=SAMPLE_IDS),
+    output:
+        "results/tables/summary.tsv",
+    log:
+        "logs/summary_table/summary_table.log",
+    script:
+        "../scripts/summary_table.py"
+
+
+rule report:
+    input:
+        table="results/tables/summary.tsv",
+    output:
+        report(
+            "results/report.html",
+            caption="../report/report.rst",
+            category="Summary",
+        ),
+    params:
+        title=config["report_title"],
+    log:
+        "logs/report/report.log",
+    script:
+        "../scripts/render_report.py"

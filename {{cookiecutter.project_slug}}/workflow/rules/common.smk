@@ -1,0 +1,189 @@
+# Shared helpers: config and sample-sheet access (in one place), the scratch
+# wrapper for shell rules, and the checks that run before any job starts.
+
+import csv
+import hashlib
+import json
+import os
+import re
+import shlex
+import sys
+from pathlib import Path
+
+from snakemake import __version__ as SNAKEMAKE_VERSION
+from snakemake.exceptions import WorkflowError
+from snakemake.utils import validate
+
+
+validate(config, "../schemas/config.schema.yaml")
+
+# --------------------------------------------------------------------------
+# operating context: policy must come from a profile
+# --------------------------------------------------------------------------
+# Scratch policy is read from default-resources set by profiles/<context>/.
+# Without a profile the jobs would not know where scratch is, so stop here.
+SCRATCH_POLICY_RESOURCES = ("tmpdir", "scratch_staging", "scratch_on_failure")
+
+
+def _default_resource_names():
+    resources = workflow.resource_settings.default_resources
+    return set(resources.keys()) if resources is not None else set()
+
+
+_missing_policy = [
+    name
+    for name in SCRATCH_POLICY_RESOURCES[1:]
+    if name not in _default_resource_names()
+]
+if _missing_policy:
+    raise WorkflowError(
+        "No operating context: the scratch policy ("
+        + ", ".join(_missing_policy)
+        + ") comes from a profile. Run with --profile profiles/<context> "
+        "(local, ci, slurm or cluster-sim); see docs/operations.md."
+    )
+
+
+def _context_from_argv(argv):
+    """Name of the profile directory this run was started with (provenance)."""
+    for i, arg in enumerate(argv):
+        if arg == "--profile" and i + 1 < len(argv):
+            return Path(argv[i + 1]).name
+        if arg.startswith("--profile="):
+            return Path(arg.split("=", 1)[1]).name
+    return Path(os.environ.get("SNAKEMAKE_PROFILE", "unknown")).name
+
+
+CONTEXT = _context_from_argv(sys.argv)
+CONFIG_SHA256 = hashlib.sha256(
+    json.dumps(config, sort_keys=True, default=str).encode()
+).hexdigest()
+
+# --------------------------------------------------------------------------
+# the sample sheet: validated before any job runs
+# --------------------------------------------------------------------------
+SAMPLE_ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+
+
+def load_samples(sheet_path, input_dir):
+    """Read and check the sample sheet; return {sample_id: row}.
+
+    Every problem is collected and reported together, naming the line and the
+    sample, so one run shows everything that needs fixing.
+    """
+    sheet = Path(sheet_path)
+    if not sheet.is_file():
+        raise WorkflowError(
+            f"Sample sheet {sheet} does not exist (config key 'samples')."
+        )
+    base = Path(input_dir)
+    with open(sheet, newline="", encoding="utf-8") as fh:
+        rows = list(csv.DictReader(fh, delimiter="\t"))
+    problems, samples = [], {}
+    if not rows:
+        problems.append(f"{sheet}: no samples (expected a header line and one row per sample)")
+    for lineno, row in enumerate(rows, start=2):
+        if None in row or any(value is None for value in row.values()):
+            problems.append(
+                f"{sheet} line {lineno}: wrong number of tab-separated columns"
+            )
+            continue
+        row = {key: value.strip() for key, value in row.items()}
+        sample = row.get("sample", "")
+        where = f"{sheet} line {lineno} (sample {sample!r})"
+        try:
+            validate(row, "../schemas/samples.schema.yaml")
+        except WorkflowError as exc:
+            problems.append(f"{where}: does not match workflow/schemas/samples.schema.yaml: {exc}".splitlines()[0])
+            continue
+        if not SAMPLE_ID_PATTERN.match(sample):
+            problems.append(
+                f"{where}: sample id must match {SAMPLE_ID_PATTERN.pattern}"
+            )
+            continue
+        if sample in samples:
+            problems.append(f"{where}: duplicate sample id")
+            continue
+        rel = Path(row["path"])
+        if rel.is_absolute() or ".." in rel.parts:
+            problems.append(
+                f"{where}: path {row['path']!r} must be relative to {base}/ without '..'"
+            )
+            continue
+        full = base / rel
+        if not full.resolve().is_relative_to(base.resolve()):
+            problems.append(f"{where}: path {row['path']!r} leaves {base}/ through a symlink")
+            continue
+        if not full.is_file():
+            problems.append(f"{where}: input file {full} does not exist")
+            continue
+        samples[sample] = {**row, "file": str(full)}
+    if problems:
+        raise WorkflowError(
+            "The sample sheet has problems (nothing was run):\n  - "
+            + "\n  - ".join(problems)
+        )
+    return samples
+
+
+SAMPLES = load_samples(config["samples"], config["input_dir"])
+SAMPLE_IDS = sorted(SAMPLES)
+
+
+wildcard_constraints:
+    sample="|".join(re.escape(s) for s in SAMPLE_IDS),
+
+
+def sample_file(wildcards):
+    """The input file of one sample (the only way rules reach the sheet)."""
+    return SAMPLES[wildcards.sample]["file"]
+
+
+def sample_group(wildcards):
+    return SAMPLES[wildcards.sample]["group"]
+
+
+# --------------------------------------------------------------------------
+# scratch wrapper for shell rules (mechanism: workflow/scripts/scratch.py)
+# --------------------------------------------------------------------------
+SCRATCH_PY = str(Path(workflow.basedir) / "scripts" / "scratch.py")
+
+
+def scratch(command):
+    """Run a shell command in the job's node-local scratch dir.
+
+    Inputs are mirrored at their relative paths, outputs are written at their
+    relative paths there and brought back atomically; logs go straight to
+    their durable paths. Use exactly as a normal shell command:
+    ``shell: scratch("sort {input:q} > {output:q} 2> {log:q}")``.
+    """
+    marker = "__SCRATCH_COMMAND__"
+    if marker in command:
+        raise WorkflowError(f"scratch(): the command may not contain {marker}")
+    wrapper = " ".join(
+        [
+            shlex.quote(sys.executable),
+            shlex.quote(SCRATCH_PY),
+            "shell --rule {rule:q} --wildcards {wildcards:q}",
+            "--root {resources.tmpdir:q} --staging {resources.scratch_staging:q}",
+            "--on-failure {resources.scratch_on_failure:q}",
+            "--input {input:q} --output {output:q} --log {log:q}",
+        ]
+    )
+    return f"{wrapper} <<'{marker}'\n{command}\n{marker}\n"
+
+
+def check_publish_set(publish_set, final_outputs):
+    """The publish set may only name declared final outputs under results/."""
+    final = set()
+    for value in final_outputs.values():
+        final.update([value] if isinstance(value, str) else value)
+    for name, source in publish_set.items():
+        if not str(source).startswith("results/"):
+            raise WorkflowError(
+                f"publish set: {name!r} -> {source!r} is not under results/"
+            )
+        if source not in final:
+            raise WorkflowError(
+                f"publish set: {name!r} -> {source!r} is not a declared final output (FINAL_OUTPUTS in workflow/Snakefile)"
+            )

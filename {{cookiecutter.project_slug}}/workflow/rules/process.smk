@@ -1,0 +1,37 @@
+# Per-sample processing (fan-out): one job per sample, each in node-local scratch.
+
+
+rule tokenize:
+    # shell: rule wrapped by scratch(): the command runs in the job's scratch dir.
+    input:
+        text=sample_file,
+    output:
+        temp("work/tokens/{sample}.tokens"),
+    params:
+        min_length=config["min_word_length"],
+    log:
+        "logs/tokenize/{sample}.log",
+    shell:
+        scratch(
+            "exec 2> {log:q}; "
+            "LC_ALL=C tr -cs 'A-Za-z0-9' '\\n' < {input.text:q}"
+            " | tr 'A-Z' 'a-z'"
+            " | awk -v min={params.min_length} 'length($0) >= min'"
+            " | LC_ALL=C sort > {output:q}"
+        )
+
+
+rule summarize_sample:
+    # script: rule: the script opens scratch_job(snakemake) itself.
+    input:
+        tokens="work/tokens/{sample}.tokens",
+        text=sample_file,
+    output:
+        "results/samples/{sample}.summary.json",
+    params:
+        group=sample_group,
+        top_words=config["top_words"],
+    log:
+        "logs/summarize_sample/{sample}.log",
+    script:
+        "../scripts/summarize_sample.py"

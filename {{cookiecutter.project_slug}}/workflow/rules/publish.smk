@@ -1,0 +1,38 @@
+# The publish set is meaning: which final results downstream users may trust,
+# under which published names. Profiles cannot change it. Publishing is a
+# deliberate, separate target: snakemake --profile profiles/<context> publish
+
+
+PUBLISH_SET = {
+    "summary.tsv": "results/tables/summary.tsv",
+    "report.html": "results/report.html",
+    **{
+        f"samples/{sample}.summary.json": f"results/samples/{sample}.summary.json"
+        for sample in SAMPLE_IDS
+    },
+}
+
+
+localrules:
+    publish,
+
+
+rule publish:
+    # No output on purpose: the rule runs whenever it is asked for, and the
+    # release is content-addressed, so unchanged results create no new release.
+    # Nothing inside publish/ is declared (Snakemake deletes outputs before a job).
+    input:
+        list(PUBLISH_SET.values()),
+    params:
+        entries=PUBLISH_SET,
+        results_root="results",
+        publish_root="publish",
+        mode="auto",
+        context=CONTEXT,
+        config_checksum=CONFIG_SHA256,
+        workflow_version=WORKFLOW_VERSION,
+        snakemake_version=SNAKEMAKE_VERSION,
+    log:
+        "logs/publish/publish.log",
+    script:
+        "../scripts/publish.py"
