@@ -109,7 +109,12 @@ def remove_tree(path: Path) -> None:
 
 
 def utc_now() -> _dt.datetime:
-    return _dt.datetime.now(_dt.timezone.utc).replace(microsecond=0)
+    return _dt.datetime.now(_dt.timezone.utc)
+
+
+def utc_stamp(moment: _dt.datetime) -> str:
+    """ISO 8601 UTC to the second, as written in manifests."""
+    return moment.replace(microsecond=0).isoformat().replace("+00:00", "Z")
 
 
 # --------------------------------------------------------------------------
@@ -285,7 +290,8 @@ def publish(entries: dict, results_root: Path | str = "results", publish_root: P
             return {"release": str(existing), "created": False, "moved": moved, "files": len(files), "digest": digest}
 
         now = utc_now()
-        name = f"{now.strftime('%Y%m%dT%H%M%SZ')}-{digest[:12]}"
+        # microseconds keep names in publish order even within one second
+        name = f"{now.strftime('%Y%m%dT%H%M%S.%fZ')}-{digest[:12]}"
         staging = publish_root / f".staging-{name}-{os.getpid()}"
         staging.mkdir()
         placed = {"hardlink": 0, "copy": 0}
@@ -297,7 +303,7 @@ def publish(entries: dict, results_root: Path | str = "results", publish_root: P
         manifest = {
             "format": MANIFEST_FORMAT,
             "release": name,
-            "created": now.isoformat().replace("+00:00", "Z"),
+            "created": utc_stamp(now),
             "content_digest": digest,
             "files": manifest_files,
             "provenance": provenance or {},
@@ -400,7 +406,7 @@ def _run_from_snakemake(smk) -> int:
         "config_sha256": params.config_checksum,
         "snakemake_version": params.snakemake_version,
         "context": params.context,
-        "published_at": utc_now().isoformat().replace("+00:00", "Z"),
+        "published_at": utc_stamp(utc_now()),
         "host": os.uname().nodename,
     }
     log = Path(smk.log[0])

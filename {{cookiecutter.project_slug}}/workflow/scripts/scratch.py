@@ -185,15 +185,26 @@ def remove_stale_partials(final: Path) -> None:
             _remove(entry)
 
 
-def bring_back(src: Path, final: Path) -> int:
+def bring_back(src: Path, final: Path, label: str | None = None) -> int:
     """Atomically place scratch output ``src`` at ``final``; return bytes.
 
     Same filesystem: fsync and rename (already atomic). Otherwise: copy to a
     hidden partial name beside ``final``, fsync, size-check, ``os.replace``.
     A failure removes the partial copy and raises ScratchError.
     """
+    label = label or str(final)
     if not src.exists():
-        raise ScratchError(f"declared output {final} was not created by the job (looked in {src})")
+        raise ScratchError(f"declared output {label} was not created by the job (looked in {src})")
+    try:
+        return _bring_back(src, final)
+    except OSError as exc:
+        raise ScratchError(
+            f"copy-back of {label} failed: {exc.strerror or exc} ({exc.filename or final}); "
+            "no partial file was left in place"
+        ) from exc
+
+
+def _bring_back(src: Path, final: Path) -> int:
     final.parent.mkdir(parents=True, exist_ok=True)
     remove_stale_partials(final)
     size, _ = tree_size(src)
@@ -219,12 +230,6 @@ def bring_back(src: Path, final: Path) -> int:
         if copied != size:
             raise ScratchError(f"size check failed for {final}: expected {size} bytes, copied {copied}")
         os.replace(partial, final)
-    except OSError as exc:
-        _remove(partial)
-        raise ScratchError(
-            f"copy-back of {final} failed: {exc.strerror or exc} ({exc.filename or partial}); "
-            "no partial file was left in place"
-        ) from exc
     except BaseException:
         _remove(partial)
         raise
@@ -347,7 +352,7 @@ class ScratchJob:
         t0 = time.monotonic()
         try:
             for out in self.outputs:
-                size = bring_back(self.scratch_path(out, "output"), self.durable(out))
+                size = bring_back(self.scratch_path(out, "output"), self.durable(out), label=out)
                 self.stats["out_bytes"] += size
                 self.stats["out_files"] += 1
         except ScratchError as exc:

@@ -1,0 +1,85 @@
+"""End to end: the example workflow through the real snakemake CLI, local profile."""
+
+import csv
+import json
+import re
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+
+def expected_summary(text: str, min_length: int, top: int) -> dict:
+    """Computed independently of the workflow's scripts."""
+    words = [w.lower() for w in re.findall(r"[A-Za-z0-9]+", text) if len(w) >= min_length]
+    counts = Counter(words)
+    ranked = sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))[:top]
+    return {"lines": len(text.splitlines()), "words": len(words), "unique_words": len(counts),
+            "top_words": [list(kv) for kv in ranked]}
+
+
+def test_local_run_builds_declared_outputs_and_nothing_else(workflow_copy, run_snakemake):
+    run_snakemake(workflow_copy, "--profile", "profiles/local")
+    with open(workflow_copy / "config/samples.tsv") as fh:
+        samples = list(csv.DictReader(fh, delimiter="\t"))
+    produced = sorted(str(p.relative_to(workflow_copy)) for p in (workflow_copy / "results").rglob("*") if p.is_file())
+    assert produced == sorted(
+        [f"results/samples/{s['sample']}.summary.json" for s in samples]
+        + ["results/tables/summary.tsv", "results/report.html"]
+    )
+    for s in samples:
+        got = json.loads((workflow_copy / f"results/samples/{s['sample']}.summary.json").read_text())
+        want = expected_summary((workflow_copy / "data/inputs" / s["path"]).read_text(), 3, 5)
+        assert {k: got[k] for k in want} == want
+    assert not (workflow_copy / "publish").exists(), "a plain run must not publish"
+    assert not (workflow_copy / "work").exists() or not any((workflow_copy / "work").rglob("*.tokens")), "temp() removed"
+
+
+def test_second_run_is_a_no_op(workflow_copy, run_snakemake):
+    run_snakemake(workflow_copy, "--profile", "profiles/local")
+    again = run_snakemake(workflow_copy, "--profile", "profiles/local")
+    assert "Nothing to be done" in again.stdout + again.stderr
+
+
+def test_publish_then_verify(workflow_copy, run_snakemake):
+    import subprocess
+    import sys
+
+    run_snakemake(workflow_copy, "--profile", "profiles/local", "publish")
+    manifest = json.loads((workflow_copy / "publish/current/MANIFEST.json").read_text())
+    assert manifest["provenance"]["context"] == "local"
+    proc = subprocess.run([sys.executable, "workflow/scripts/publish.py", "verify"], cwd=workflow_copy,
+                          capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+
+
+@pytest.mark.parametrize(
+    "sheet, message",
+    [
+        ("sample\tpath\tgroup\nbad id\talpha.txt\tx\n", "sample 'bad id'"),
+        ("sample\tpath\tgroup\nalpha\talpha.txt\tx\nalpha\tbeta.txt\tx\n", "duplicate sample id"),
+        ("sample\tpath\tgroup\nalpha\t../config/config.yaml\tx\n", "without '..'"),
+        ("sample\tpath\tgroup\nalpha\t/etc/hostname\tx\n", "must be relative"),
+        ("sample\tpath\tgroup\nalpha\tnope.txt\tx\n", "does not exist"),
+    ],
+)
+def test_broken_sample_sheet_fails_before_any_job_naming_sample(workflow_copy, run_snakemake, sheet, message):
+    (workflow_copy / "config/samples.tsv").write_text(sheet)
+    proc = run_snakemake(workflow_copy, "--profile", "profiles/local", check=False)
+    assert proc.returncode != 0
+    assert message in proc.stdout + proc.stderr
+    assert not (workflow_copy / "results").exists() and not (workflow_copy / "logs").exists()
+
+
+def test_running_without_a_profile_names_the_missing_policy(workflow_copy, run_snakemake):
+    proc = run_snakemake(workflow_copy, "-n", check=False)
+    assert proc.returncode != 0
+    assert "--profile profiles/<context>" in proc.stdout + proc.stderr
+
+
+def test_bad_config_value_is_rejected_with_the_key(workflow_copy, run_snakemake):
+    cfg = workflow_copy / "config/config.yaml"
+    cfg.write_text(cfg.read_text().replace("top_words: 5", "top_words: 0"))
+    proc = run_snakemake(workflow_copy, "--profile", "profiles/local", "-n", check=False)
+    assert proc.returncode != 0
+    assert "top_words" in proc.stdout + proc.stderr
