@@ -41,12 +41,18 @@ PATTERNS = {
 }
 
 
+# the order cookiecutter.json asks the questions in (tojson sorts the answers)
+QUESTIONS = [
+    "project_name", "project_slug", "description", "author_name", "author_email", "version", "license",
+    "python_version", "ci", "slurm_account", "slurm_partition", "slurm_runtime_minutes",
+    "cluster_latency_wait", "cluster_scratch_root", "init_git",
+]
+
+
 def problems(answers):
     """Yield one message per invalid answer, in question order."""
-    for field in answers:
-        if field.startswith("_"):
-            continue
-        value = str(answers[field])
+    for field in QUESTIONS:
+        value = str(answers.get(field, ""))
         if field in CHOICES and value not in CHOICES[field]:
             allowed = ", ".join(CHOICES[field])
             yield f"{field}={value!r} is not allowed; choose one of: {allowed}"

@@ -9,8 +9,8 @@ import sys
 import time
 from pathlib import Path
 
-import pytest
 import publish
+import pytest
 from publish import PublishError
 
 PUBLISH_PY = Path(publish.__file__)
@@ -29,8 +29,9 @@ ENTRIES = {"table.tsv": "results/tables/t.tsv", "report.html": "results/r.html"}
 
 
 def cli(*args, cwd=None):
-    return subprocess.run([sys.executable, str(PUBLISH_PY), *args], cwd=cwd, capture_output=True, text=True,
-                          timeout=120)
+    return subprocess.run(
+        [sys.executable, str(PUBLISH_PY), *args], cwd=cwd, capture_output=True, text=True, timeout=120
+    )
 
 
 def test_publish_creates_release_with_manifest_and_points_current(repo):
@@ -158,10 +159,8 @@ def test_interrupted_publish_leaves_current_intact_and_next_publish_cleans_up(re
     first = publish.publish(ENTRIES)
     big = repo / "results/big.bin"
     big.write_bytes(os.urandom(1 << 20) * 300)  # 300 MB: slow enough to catch mid-copy
-    code = (
-        "import sys, publish; "
-        "publish.publish({'big.bin': 'results/big.bin', **%r}, mode='copy')" % ENTRIES
-    )
+    entries = {"big.bin": "results/big.bin", **ENTRIES}
+    code = f"import publish; publish.publish({entries!r}, mode='copy')"
     env = dict(os.environ, PYTHONPATH=str(PUBLISH_PY.parent))
     proc = subprocess.Popen([sys.executable, "-c", code], cwd=repo, env=env)
     deadline = time.monotonic() + 60
@@ -187,8 +186,9 @@ def _publish_in_process(entries, queue):
 
 def test_concurrent_publishes_both_succeed_with_one_release(repo):
     queue = multiprocessing.get_context("fork").Queue()
-    procs = [multiprocessing.get_context("fork").Process(target=_publish_in_process, args=(ENTRIES, queue))
-             for _ in range(2)]
+    procs = [
+        multiprocessing.get_context("fork").Process(target=_publish_in_process, args=(ENTRIES, queue)) for _ in range(2)
+    ]
     for p in procs:
         p.start()
     for p in procs:

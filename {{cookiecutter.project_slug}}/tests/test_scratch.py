@@ -24,16 +24,43 @@ def workdir(tmp_path, monkeypatch):
 
 
 def make_job(tmp_path, **kw):
-    defaults = dict(rule="r", wildcards="sample=a", inputs=["data/in.txt"], outputs=["results/out.txt"],
-                    logs=["logs/r/a.log"], root=str(tmp_path / "scratch"), staging="link", on_failure="keep")
+    defaults = dict(
+        rule="r",
+        wildcards="sample=a",
+        inputs=["data/in.txt"],
+        outputs=["results/out.txt"],
+        logs=["logs/r/a.log"],
+        root=str(tmp_path / "scratch"),
+        staging="link",
+        on_failure="keep",
+    )
     defaults.update(kw)
     return ScratchJob(**defaults)
 
 
 def run_cli(workdir, command, *extra, root, staging="link", on_failure="keep", outputs=("results/out.txt",)):
-    args = [sys.executable, str(SCRATCH_PY), "shell", "--rule", "r", "--wildcards", "sample=a", "--root", root,
-            "--staging", staging, "--on-failure", on_failure, "--input", "data/in.txt",
-            "--output", *outputs, "--log", "logs/r/a.log", *extra]
+    args = [
+        sys.executable,
+        str(SCRATCH_PY),
+        "shell",
+        "--rule",
+        "r",
+        "--wildcards",
+        "sample=a",
+        "--root",
+        root,
+        "--staging",
+        staging,
+        "--on-failure",
+        on_failure,
+        "--input",
+        "data/in.txt",
+        "--output",
+        *outputs,
+        "--log",
+        "logs/r/a.log",
+        *extra,
+    ]
     return subprocess.run(args, input=command, cwd=workdir, capture_output=True, text=True, timeout=60)
 
 
@@ -199,15 +226,30 @@ def test_bring_back_removes_stale_partial_from_killed_copy_back(workdir, tmp_pat
 
 
 def test_directory_output_round_trip(workdir, tmp_path):
-    proc = run_cli(workdir, "mkdir -p results/d/x && echo 1 > results/d/x/one", root=str(tmp_path / "scratch"),
-                   outputs=("results/d",))
+    proc = run_cli(
+        workdir,
+        "mkdir -p results/d/x && echo 1 > results/d/x/one",
+        root=str(tmp_path / "scratch"),
+        outputs=("results/d",),
+    )
     assert proc.returncode == 0, proc.stderr
     assert (workdir / "results/d/x/one").read_text() == "1\n"
 
 
 def test_sigterm_to_wrapper_stops_command_and_keeps_scratch(workdir, tmp_path):
-    args = [sys.executable, str(SCRATCH_PY), "shell", "--rule", "r", "--root", str(tmp_path / "scratch"),
-            "--output", "results/out.txt", "--log", "logs/r/a.log"]
+    args = [
+        sys.executable,
+        str(SCRATCH_PY),
+        "shell",
+        "--rule",
+        "r",
+        "--root",
+        str(tmp_path / "scratch"),
+        "--output",
+        "results/out.txt",
+        "--log",
+        "logs/r/a.log",
+    ]
     proc = subprocess.Popen(args, stdin=subprocess.PIPE, cwd=workdir, text=True, stderr=subprocess.PIPE)
     proc.stdin.write("echo started > results/out.txt; sleep 60\n")
     proc.stdin.close()
@@ -224,8 +266,10 @@ def test_sigterm_to_wrapper_stops_command_and_keeps_scratch(workdir, tmp_path):
 
 def test_script_context_manager_yields_scratch_paths_and_copies_back(workdir, tmp_path):
     smk = SimpleNamespace(
-        rule="s", wildcards={"sample": "a"},
-        input=_named(["data/in.txt"], text="data/in.txt"), output=_named(["results/o.json"]),
+        rule="s",
+        wildcards={"sample": "a"},
+        input=_named(["data/in.txt"], text="data/in.txt"),
+        output=_named(["results/o.json"]),
         log=_named(["logs/s/a.log"]),
         resources=SimpleNamespace(tmpdir=str(tmp_path / "scratch"), scratch_staging="copy", scratch_on_failure="keep"),
     )
@@ -239,10 +283,14 @@ def test_script_context_manager_yields_scratch_paths_and_copies_back(workdir, tm
 
 
 def test_script_context_manager_keeps_scratch_when_block_raises(workdir, tmp_path):
-    smk = SimpleNamespace(rule="s", wildcards={}, input=_named([]), output=_named(["results/o.txt"]),
-                          log=_named(["logs/s.log"]),
-                          resources=SimpleNamespace(tmpdir=str(tmp_path / "scratch"), scratch_staging="link",
-                                                    scratch_on_failure="keep"))
+    smk = SimpleNamespace(
+        rule="s",
+        wildcards={},
+        input=_named([]),
+        output=_named(["results/o.txt"]),
+        log=_named(["logs/s.log"]),
+        resources=SimpleNamespace(tmpdir=str(tmp_path / "scratch"), scratch_staging="link", scratch_on_failure="keep"),
+    )
     with pytest.raises(ValueError):
         with scratch_job(smk) as job:
             Path(job.output[0]).write_text("half")
@@ -267,11 +315,13 @@ def test_output_outside_workdir_is_refused(workdir, tmp_path):
 def test_kept_command_lists_and_cleans_kept_dirs(workdir, tmp_path):
     run_cli(workdir, "exit 1", root=str(tmp_path / "scratch"))
     kept_dir = next((tmp_path / "scratch").iterdir())
-    listing = subprocess.run([sys.executable, str(SCRATCH_PY), "kept", "logs"], cwd=workdir, capture_output=True,
-                             text=True, check=True)
+    listing = subprocess.run(
+        [sys.executable, str(SCRATCH_PY), "kept", "logs"], cwd=workdir, capture_output=True, text=True, check=True
+    )
     assert str(kept_dir) in listing.stdout and "present" in listing.stdout
-    subprocess.run([sys.executable, str(SCRATCH_PY), "kept", "--clean", "logs"], cwd=workdir, check=True,
-                   capture_output=True)
+    subprocess.run(
+        [sys.executable, str(SCRATCH_PY), "kept", "--clean", "logs"], cwd=workdir, check=True, capture_output=True
+    )
     assert not kept_dir.exists()
 
 

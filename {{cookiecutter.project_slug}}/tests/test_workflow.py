@@ -4,7 +4,6 @@ import csv
 import json
 import re
 from collections import Counter
-from pathlib import Path
 
 import pytest
 
@@ -14,8 +13,12 @@ def expected_summary(text: str, min_length: int, top: int) -> dict:
     words = [w.lower() for w in re.findall(r"[A-Za-z0-9]+", text) if len(w) >= min_length]
     counts = Counter(words)
     ranked = sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))[:top]
-    return {"lines": len(text.splitlines()), "words": len(words), "unique_words": len(counts),
-            "top_words": [list(kv) for kv in ranked]}
+    return {
+        "lines": len(text.splitlines()),
+        "words": len(words),
+        "unique_words": len(counts),
+        "top_words": [list(kv) for kv in ranked],
+    }
 
 
 def test_local_run_builds_declared_outputs_and_nothing_else(workflow_copy, run_snakemake):
@@ -32,7 +35,9 @@ def test_local_run_builds_declared_outputs_and_nothing_else(workflow_copy, run_s
         want = expected_summary((workflow_copy / "data/inputs" / s["path"]).read_text(), 3, 5)
         assert {k: got[k] for k in want} == want
     assert not (workflow_copy / "publish").exists(), "a plain run must not publish"
-    assert not (workflow_copy / "work").exists() or not any((workflow_copy / "work").rglob("*.tokens")), "temp() removed"
+    assert not (workflow_copy / "work").exists() or not any((workflow_copy / "work").rglob("*.tokens")), (
+        "temp() removed"
+    )
 
 
 def test_second_run_is_a_no_op(workflow_copy, run_snakemake):
@@ -48,8 +53,9 @@ def test_publish_then_verify(workflow_copy, run_snakemake):
     run_snakemake(workflow_copy, "--profile", "profiles/local", "publish")
     manifest = json.loads((workflow_copy / "publish/current/MANIFEST.json").read_text())
     assert manifest["provenance"]["context"] == "local"
-    proc = subprocess.run([sys.executable, "workflow/scripts/publish.py", "verify"], cwd=workflow_copy,
-                          capture_output=True, text=True)
+    proc = subprocess.run(
+        [sys.executable, "workflow/scripts/publish.py", "verify"], cwd=workflow_copy, capture_output=True, text=True
+    )
     assert proc.returncode == 0, proc.stderr
 
 

@@ -8,6 +8,8 @@ rule summary_table:
         "results/tables/summary.tsv",
     log:
         "logs/summary_table/summary_table.log",
+    conda:
+        "../envs/base.yaml"
     script:
         "../scripts/summary_table.py"
 
@@ -21,9 +23,11 @@ rule report:
             caption="../report/report.rst",
             category="Summary",
         ),
-    params:
-        title=config["report_title"],
     log:
         "logs/report/report.log",
+    conda:
+        "../envs/base.yaml"
+    params:
+        title=config["report_title"],
     script:
         "../scripts/render_report.py"

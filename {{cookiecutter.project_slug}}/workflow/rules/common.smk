@@ -14,7 +14,6 @@ from snakemake import __version__ as SNAKEMAKE_VERSION
 from snakemake.exceptions import WorkflowError
 from snakemake.utils import validate
 
-
 validate(config, "../schemas/config.schema.yaml")
 
 # --------------------------------------------------------------------------
@@ -36,11 +35,11 @@ _missing_policy = [
     if name not in _default_resource_names()
 ]
 if _missing_policy:
+    _names = ", ".join(_missing_policy)
     raise WorkflowError(
-        "No operating context: the scratch policy ("
-        + ", ".join(_missing_policy)
-        + ") comes from a profile. Run with --profile profiles/<context> "
-        "(local, ci, slurm or cluster-sim); see docs/operations.md."
+        f"No operating context: the scratch policy ({_names}) comes from a profile. "
+        "Run with --profile profiles/<context> (local, ci, slurm or cluster-sim); "
+        "see docs/operations.md."
     )
 
 
@@ -81,7 +80,9 @@ def load_samples(sheet_path, input_dir):
         rows = list(csv.DictReader(fh, delimiter="\t"))
     problems, samples = [], {}
     if not rows:
-        problems.append(f"{sheet}: no samples (expected a header line and one row per sample)")
+        problems.append(
+            f"{sheet}: no samples (expected a header line and one row per sample)"
+        )
     for lineno, row in enumerate(rows, start=2):
         if None in row or any(value is None for value in row.values()):
             problems.append(
@@ -94,7 +95,11 @@ def load_samples(sheet_path, input_dir):
         try:
             validate(row, "../schemas/samples.schema.yaml")
         except WorkflowError as exc:
-            problems.append(f"{where}: does not match workflow/schemas/samples.schema.yaml: {exc}".splitlines()[0])
+            problems.append(
+                f"{where}: does not match workflow/schemas/samples.schema.yaml: {exc}".splitlines()[
+                    0
+                ]
+            )
             continue
         if not SAMPLE_ID_PATTERN.match(sample):
             problems.append(
@@ -112,26 +117,24 @@ def load_samples(sheet_path, input_dir):
             continue
         full = base / rel
         if not full.resolve().is_relative_to(base.resolve()):
-            problems.append(f"{where}: path {row['path']!r} leaves {base}/ through a symlink")
+            problems.append(
+                f"{where}: path {row['path']!r} leaves {base}/ through a symlink"
+            )
             continue
         if not full.is_file():
             problems.append(f"{where}: input file {full} does not exist")
             continue
         samples[sample] = {**row, "file": str(full)}
     if problems:
+        listing = "\n  - ".join(problems)
         raise WorkflowError(
-            "The sample sheet has problems (nothing was run):\n  - "
-            + "\n  - ".join(problems)
+            f"The sample sheet has problems (nothing was run):\n  - {listing}"
         )
     return samples
 
 
 SAMPLES = load_samples(config["samples"], config["input_dir"])
 SAMPLE_IDS = sorted(SAMPLES)
-
-
-wildcard_constraints:
-    sample="|".join(re.escape(s) for s in SAMPLE_IDS),
 
 
 def sample_file(wildcards):
@@ -149,6 +152,17 @@ def sample_group(wildcards):
 SCRATCH_PY = str(Path(workflow.basedir) / "scripts" / "scratch.py")
 
 
+def _calling_rule_name():
+    """Name of the rule whose job is formatting its command, else "job".
+
+    Snakemake evaluates a rule's shell: expression again inside the job's run
+    function, whose argument ``rule`` is the rule name. (The linter rejects a
+    {rule} placeholder, so the name is taken from there instead.)
+    """
+    name = sys._getframe(2).f_locals.get("rule")
+    return name if isinstance(name, str) and re.fullmatch(r"\w+", name) else "job"
+
+
 def scratch(command):
     """Run a shell command in the job's node-local scratch dir.
 
@@ -164,7 +178,8 @@ def scratch(command):
         [
             shlex.quote(sys.executable),
             shlex.quote(SCRATCH_PY),
-            "shell --rule {rule:q} --wildcards {wildcards:q}",
+            " ".join(["shell", "--rule", _calling_rule_name()]),
+            "--wildcards {wildcards:q}",
             "--root {resources.tmpdir:q} --staging {resources.scratch_staging:q}",
             "--on-failure {resources.scratch_on_failure:q}",
             "--input {input:q} --output {output:q} --log {log:q}",

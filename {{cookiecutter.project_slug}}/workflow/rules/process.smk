@@ -7,10 +7,12 @@ rule tokenize:
         text=sample_file,
     output:
         temp("work/tokens/{sample}.tokens"),
-    params:
-        min_length=config["min_word_length"],
     log:
         "logs/tokenize/{sample}.log",
+    conda:
+        "../envs/base.yaml"
+    params:
+        min_length=config["min_word_length"],
     shell:
         scratch(
             "exec 2> {log:q}; "
@@ -28,10 +30,12 @@ rule summarize_sample:
         text=sample_file,
     output:
         "results/samples/{sample}.summary.json",
+    log:
+        "logs/summarize_sample/{sample}.log",
+    conda:
+        "../envs/base.yaml"
     params:
         group=sample_group,
         top_words=config["top_words"],
-    log:
-        "logs/summarize_sample/{sample}.log",
     script:
         "../scripts/summarize_sample.py"

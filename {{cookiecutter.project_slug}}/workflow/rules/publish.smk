@@ -23,16 +23,16 @@ rule publish:
     # Nothing inside publish/ is declared (Snakemake deletes outputs before a job).
     input:
         list(PUBLISH_SET.values()),
+    log:
+        "logs/publish/publish.log",
+    conda:
+        "../envs/base.yaml"
     params:
         entries=PUBLISH_SET,
-        results_root="results",
-        publish_root="publish",
         mode="auto",
         context=CONTEXT,
         config_checksum=CONFIG_SHA256,
         workflow_version=WORKFLOW_VERSION,
         snakemake_version=SNAKEMAKE_VERSION,
-    log:
-        "logs/publish/publish.log",
     script:
         "../scripts/publish.py"

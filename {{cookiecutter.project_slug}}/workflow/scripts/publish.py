@@ -109,7 +109,7 @@ def remove_tree(path: Path) -> None:
 
 
 def utc_now() -> _dt.datetime:
-    return _dt.datetime.now(_dt.timezone.utc)
+    return _dt.datetime.now(_dt.UTC)
 
 
 def utc_stamp(moment: _dt.datetime) -> str:
@@ -148,11 +148,15 @@ def resolve_sources(entries: dict, results_root: Path) -> list[tuple[str, Path]]
             raise PublishError(f"refusing to publish {name!r}: {source} does not exist; run the workflow first")
         real = src.resolve()
         if not real.is_relative_to(root):
-            raise PublishError(f"refusing to publish {name!r}: {source} is a symlink that leaves {results_root}/ (points at {real})")
+            raise PublishError(
+                f"refusing to publish {name!r}: {source} is a symlink that leaves {results_root}/ (points at {real})"
+            )
         if real.is_dir():
             for child in sorted(real.rglob("*")):
                 if child.is_symlink() and not child.resolve().is_relative_to(root):
-                    raise PublishError(f"refusing to publish {name!r}: {child} is a symlink that leaves {results_root}/")
+                    raise PublishError(
+                        f"refusing to publish {name!r}: {child} is a symlink that leaves {results_root}/"
+                    )
                 if child.is_file():
                     files.append((check_publish_name(f"{name}/{child.relative_to(real).as_posix()}"), child.resolve()))
         else:
@@ -258,8 +262,14 @@ def _place(src: Path, dst: Path, mode: str) -> tuple[str, str]:
     return "copy", _copy_hashing(src, dst)
 
 
-def publish(entries: dict, results_root: Path | str = "results", publish_root: Path | str = "publish",
-            provenance: dict | None = None, mode: str = "auto", lock_timeout: float = 600.0) -> dict:
+def publish(
+    entries: dict,
+    results_root: Path | str = "results",
+    publish_root: Path | str = "publish",
+    provenance: dict | None = None,
+    mode: str = "auto",
+    lock_timeout: float = 600.0,
+) -> dict:
     """Publish ``entries`` (published name -> source under results_root).
 
     Returns a summary dict: ``release`` (path), ``created`` (bool),
@@ -295,7 +305,7 @@ def publish(entries: dict, results_root: Path | str = "results", publish_root: P
         staging = publish_root / f".staging-{name}-{os.getpid()}"
         staging.mkdir()
         placed = {"hardlink": 0, "copy": 0}
-        for (rel, src), entry in zip(files, manifest_files):
+        for (rel, src), entry in zip(files, manifest_files, strict=True):
             how, sha = _place(src, staging / rel, mode)
             placed[how] += 1
             if how == "copy" and sha != entry["sha256"]:
@@ -327,8 +337,15 @@ def publish(entries: dict, results_root: Path | str = "results", publish_root: P
         os.chmod(final, READ_ONLY_DIR)
         _fsync(publish_root / "releases")
         point_current(publish_root, final)
-        return {"release": str(final), "created": True, "moved": True, "files": len(files),
-                "digest": digest, "hardlinked": placed["hardlink"], "copied": placed["copy"]}
+        return {
+            "release": str(final),
+            "created": True,
+            "moved": True,
+            "files": len(files),
+            "digest": digest,
+            "hardlinked": placed["hardlink"],
+            "copied": placed["copy"],
+        }
 
 
 def verify(release: Path) -> list[str]:
@@ -384,8 +401,13 @@ def git_commit(cwd: Path | str = ".") -> str | None:
         commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=cwd, capture_output=True, text=True, timeout=10)
         if commit.returncode != 0:
             return None
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=cwd,
-                               capture_output=True, text=True, timeout=10)
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=cwd,
+            capture_output=True,
+            text=True,
+            timeout=10,
+        )
         return commit.stdout.strip() + ("-dirty" if dirty.stdout.strip() else "")
     except (OSError, subprocess.SubprocessError):
         return None
@@ -412,8 +434,7 @@ def _run_from_snakemake(smk) -> int:
     log = Path(smk.log[0])
     log.parent.mkdir(parents=True, exist_ok=True)
     try:
-        result = publish(dict(params.entries), params.results_root, params.publish_root, provenance,
-                         mode=params.mode)
+        result = publish(dict(params.entries), "results", "publish", provenance, mode=params.mode)
     except PublishError as exc:
         with open(log, "a", encoding="utf-8") as fh:
             fh.write(f"ERROR: {exc}\n")

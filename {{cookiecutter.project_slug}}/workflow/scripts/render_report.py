@@ -9,12 +9,10 @@ from scratch import scratch_job
 def render(title: str, rows: list[dict]) -> str:
     header = list(rows[0]) if rows else []
     head = "".join(f"<th>{html.escape(c)}</th>" for c in header)
-    body = "\n".join(
-        "<tr>" + "".join(f"<td>{html.escape(str(r[c]))}</td>" for c in header) + "</tr>" for r in rows
-    )
+    body = "\n".join("<tr>" + "".join(f"<td>{html.escape(str(r[c]))}</td>" for c in header) + "</tr>" for r in rows)
     total = sum(int(r["words"]) for r in rows)
     return (
-        "<!DOCTYPE html>\n<html lang=\"en\">\n<head><meta charset=\"utf-8\">"
+        '<!DOCTYPE html>\n<html lang="en">\n<head><meta charset="utf-8">'
         f"<title>{html.escape(title)}</title></head>\n<body>\n"
         f"<h1>{html.escape(title)}</h1>\n"
         f"<p>{len(rows)} samples, {total} words in total.</p>\n"

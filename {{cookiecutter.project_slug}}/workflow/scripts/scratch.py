@@ -49,7 +49,9 @@ STAGING_MODES = ("link", "copy")
 FAILURE_POLICIES = ("keep", "remove")
 RECORD_PREFIX = "[scratch] "
 PARTIAL_MARK = ".scratch-partial-"
-_VAR = re.compile(r"\$(?:\{(?P<braced>[A-Za-z_][A-Za-z0-9_]*)(?::-(?P<default>[^{}]*(?:\{[^{}]*\}[^{}]*)*))?\}|(?P<bare>[A-Za-z_][A-Za-z0-9_]*))")
+_VAR = re.compile(
+    r"\$(?:\{(?P<braced>[A-Za-z_][A-Za-z0-9_]*)(?::-(?P<default>[^{}]*(?:\{[^{}]*\}[^{}]*)*))?\}|(?P<bare>[A-Za-z_][A-Za-z0-9_]*))"
+)
 
 
 class ScratchError(RuntimeError):
@@ -264,16 +266,27 @@ class ScratchJob:
 
     def __post_init__(self):
         if self.staging not in STAGING_MODES:
-            raise ScratchError(f"scratch_staging={self.staging!r} is not one of {', '.join(STAGING_MODES)} (set it in the profile's default-resources)")
+            raise ScratchError(
+                f"scratch_staging={self.staging!r} is not one of {', '.join(STAGING_MODES)} (set it in the profile's default-resources)"
+            )
         if self.on_failure not in FAILURE_POLICIES:
-            raise ScratchError(f"scratch_on_failure={self.on_failure!r} is not one of {', '.join(FAILURE_POLICIES)} (set it in the profile's default-resources)")
+            raise ScratchError(
+                f"scratch_on_failure={self.on_failure!r} is not one of {', '.join(FAILURE_POLICIES)} (set it in the profile's default-resources)"
+            )
         self.workdir = Path(self.workdir).resolve()
         self.inputs, self.outputs, self.logs = _flatten(self.inputs), _flatten(self.outputs), _flatten(self.logs)
         for out in self.outputs:
             self._relative(out, what="output")
         self.dir: Path | None = None
-        self.stats = {"in_bytes": 0, "in_files": 0, "out_bytes": 0, "out_files": 0,
-                      "stage_in_s": 0.0, "run_s": 0.0, "stage_out_s": 0.0}
+        self.stats = {
+            "in_bytes": 0,
+            "in_files": 0,
+            "out_bytes": 0,
+            "out_files": 0,
+            "stage_in_s": 0.0,
+            "run_s": 0.0,
+            "stage_out_s": 0.0,
+        }
         self._t_run = None
 
     # paths -----------------------------------------------------------------
@@ -284,7 +297,9 @@ class ScratchJob:
             return Path(os.path.normpath(absolute)).relative_to(self.workdir)
         except ValueError:
             if what == "output":
-                raise ScratchError(f"output {path} is outside the working directory {self.workdir}; declare outputs with relative paths") from None
+                raise ScratchError(
+                    f"output {path} is outside the working directory {self.workdir}; declare outputs with relative paths"
+                ) from None
             return Path("_external") / str(absolute).lstrip("/")
 
     def scratch_path(self, path: str, what: str = "input") -> Path:
@@ -372,9 +387,11 @@ class ScratchJob:
         self._record("failed", removed=not keep, reason=reason)
         if self.dir is not None:
             if keep:
-                msg = (f"job failed ({reason}); scratch dir KEPT for debugging: {self.dir} "
-                       f"(on host {socket.gethostname()}). Remove it with: rm -rf '{self.dir}' "
-                       "or list all kept dirs with: python workflow/scripts/scratch.py kept")
+                msg = (
+                    f"job failed ({reason}); scratch dir KEPT for debugging: {self.dir} "
+                    f"(on host {socket.gethostname()}). Remove it with: rm -rf '{self.dir}' "
+                    "or list all kept dirs with: python workflow/scripts/scratch.py kept"
+                )
             else:
                 msg = f"job failed ({reason}); scratch dir removed (scratch_on_failure=remove): {self.dir}"
             print(RECORD_PREFIX + msg, file=sys.stderr, flush=True)
@@ -383,9 +400,14 @@ class ScratchJob:
     # records -------------------------------------------------------------------
     def _record(self, status: str, removed: bool, reason: str | None = None) -> None:
         record = {
-            "rule": self.rule, "wildcards": self.wildcards, "status": status,
-            "host": socket.gethostname(), "dir": str(self.dir), "root": str(self.dir.parent) if self.dir else None,
-            "staging": self.staging, "removed": removed,
+            "rule": self.rule,
+            "wildcards": self.wildcards,
+            "status": status,
+            "host": socket.gethostname(),
+            "dir": str(self.dir),
+            "root": str(self.dir.parent) if self.dir else None,
+            "staging": self.staging,
+            "removed": removed,
             **{k: (round(v, 4) if isinstance(v, float) else v) for k, v in self.stats.items()},
         }
         if reason:
@@ -418,7 +440,7 @@ def read_records(paths) -> list[dict]:
             for line in text.splitlines():
                 if line.startswith(RECORD_PREFIX + "{"):
                     with contextlib.suppress(ValueError):
-                        rec = json.loads(line[len(RECORD_PREFIX):])
+                        rec = json.loads(line[len(RECORD_PREFIX) :])
                         rec["log"] = str(path)
                         records.append(rec)
     return records
@@ -505,7 +527,9 @@ def run_shell(job: ScratchJob, command: str) -> int:
     job.start()
     proc = subprocess.Popen(
         ["bash", "-euo", "pipefail", "-c", command],
-        cwd=job.dir, env=job.environment(), stdin=subprocess.DEVNULL,
+        cwd=job.dir,
+        env=job.environment(),
+        stdin=subprocess.DEVNULL,
     )
 
     def forward(signum, _frame):
@@ -536,9 +560,16 @@ def _cmd_shell(args) -> int:
         print("ERROR: no command on stdin for scratch.py shell", file=sys.stderr)
         return 2
     try:
-        job = ScratchJob(rule=args.rule, wildcards=args.wildcards, inputs=args.input,
-                         outputs=args.output, logs=args.log, root=args.root,
-                         staging=args.staging, on_failure=args.on_failure)
+        job = ScratchJob(
+            rule=args.rule,
+            wildcards=args.wildcards,
+            inputs=args.input,
+            outputs=args.output,
+            logs=args.log,
+            root=args.root,
+            staging=args.staging,
+            on_failure=args.on_failure,
+        )
         return run_shell(job, command)
     except ScratchError as exc:
         print(f"ERROR: {exc}", file=sys.stderr)

@@ -1,0 +1,107 @@
+"""Fixtures for the template tests: render with the real cookiecutter, run the real snakemake CLI."""
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+TEMPLATE = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+DEFAULT_SLUG = "text-statistics-workflow"
+
+
+def tool(name):
+    """A console script of this venv (cookiecutter, snakemake, ...), else from PATH."""
+    here = BIN / name
+    return str(here) if here.exists() else shutil.which(name) or name
+
+
+def isolated_env(tmp_path, **extra):
+    """Environment with caches and cookiecutter state inside the test's tmp dir."""
+    config = tmp_path / "cookiecutter-config.yaml"
+    if not config.exists():
+        config.write_text(
+            f"cookiecutters_dir: {tmp_path / 'cc-templates'}\nreplay_dir: {tmp_path / 'cc-replay'}\n"
+        )
+    env = dict(os.environ)
+    env.update(
+        XDG_CACHE_HOME=str(tmp_path / "xdg-cache"),
+        COOKIECUTTER_CONFIG=str(config),
+        PATH=f"{BIN}{os.pathsep}{env.get('PATH', '')}",
+        GIT_AUTHOR_NAME="Template Test", GIT_AUTHOR_EMAIL="test@example.org",
+        GIT_COMMITTER_NAME="Template Test", GIT_COMMITTER_EMAIL="test@example.org",
+    )
+    env.update(extra)
+    return env
+
+
+def render_template(tmp_path, template=TEMPLATE, out=None, **answers):
+    """Render with the real cookiecutter CLI; return (CompletedProcess, output dir)."""
+    out = Path(out or tmp_path / "out")
+    args = [tool("cookiecutter"), str(template), "--no-input", "-o", str(out)]
+    args += [f"{k}={v}" for k, v in answers.items()]
+    proc = subprocess.run(args, capture_output=True, text=True, env=isolated_env(tmp_path), timeout=120)
+    return proc, out
+
+
+@pytest.fixture
+def render(tmp_path):
+    """render(**answers) -> path of the generated repository (fails loudly on error)."""
+
+    def _render(**answers):
+        answers.setdefault("init_git", "no")
+        proc, out = render_template(tmp_path, **answers)
+        assert proc.returncode == 0, f"cookiecutter failed:\n{proc.stdout}\n{proc.stderr}"
+        (repo,) = [p for p in out.iterdir() if p.is_dir()]
+        return repo
+
+    return _render
+
+
+class Run:
+    """Result of a command: returncode, stdout, stderr and both together."""
+
+    def __init__(self, args, returncode, stdout, stderr):
+        self.args, self.returncode, self.stdout, self.stderr = args, returncode, stdout, stderr
+        self.output = stdout + stderr
+
+    def __repr__(self):
+        return f"<Run {' '.join(map(str, self.args))} -> {self.returncode}>\n{self.output[-3000:]}"
+
+
+def run_command(args, cwd, env, timeout=600, on_timeout=None):
+    """Run a command in its own process group; on timeout kill the group and fail with its last lines."""
+    proc = subprocess.Popen(args, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)
+    try:
+        out, err = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        if on_timeout:
+            on_timeout()
+        os.killpg(proc.pid, signal.SIGKILL)
+        out, err = proc.communicate()
+        pytest.fail(f"{' '.join(map(str, args))} timed out after {timeout} s; last output:\n{(out + err)[-3000:]}")
+    return Run(args, proc.returncode, out, err)
+
+
+@pytest.fixture
+def snakemake(tmp_path):
+    """snakemake(repo, *args, timeout=, check=True, env=) with the real CLI."""
+
+    def _snakemake(repo, *args, timeout=600, check=True, env=None, on_timeout=None):
+        run = run_command([tool("snakemake"), *args], cwd=repo, env=env or isolated_env(tmp_path),
+                          timeout=timeout, on_timeout=on_timeout)
+        if check:
+            assert run.returncode == 0, repr(run)
+        return run
+
+    return _snakemake
+
+
+def load_json(path):
+    return json.loads(Path(path).read_text())

@@ -1,0 +1,69 @@
+"""The pre-generation hook rejects bad answers clearly and leaves nothing behind."""
+
+import pytest
+from conftest import render_template
+
+
+@pytest.mark.parametrize(
+    "answers, field, allowed",
+    [
+        ({"project_slug": "1-starts-with-digit"}, "project_slug", "starting with a letter"),
+        ({"project_slug": "Has Spaces"}, "project_slug", "lowercase letters"),
+        ({"project_name": "   "}, "project_name", "non-empty name"),
+        ({"author_email": "not-an-email"}, "author_email", "name@example.org"),
+        ({"author_name": 'Quote "Q"'}, "author_name", "without"),
+        ({"version": "v1"}, "version", "X.Y.Z"),
+        ({"python_version": "3.9"}, "python_version", "3.11 or a newer"),
+        ({"license": "GPL"}, "license", "MIT, BSD-3-Clause, Apache-2.0, none"),
+        ({"ci": "jenkins"}, "ci", "github, gitlab, none"),
+        ({"init_git": "maybe"}, "init_git", "yes, no"),
+        ({"slurm_account": "acct;rm"}, "slurm_account", "empty or letters"),
+        ({"slurm_partition": "a b"}, "slurm_partition", "empty or letters"),
+        ({"slurm_runtime_minutes": "0"}, "slurm_runtime_minutes", "at least 1"),
+        ({"cluster_latency_wait": "-5"}, "cluster_latency_wait", "0 or more"),
+        ({"cluster_latency_wait": "soon"}, "cluster_latency_wait", "whole number"),
+        ({"cluster_scratch_root": "relative/dir"}, "cluster_scratch_root", "absolute path"),
+        ({"cluster_scratch_root": "/tmp/a b"}, "cluster_scratch_root", "without spaces"),
+    ],
+)
+def test_bad_answer_exits_nonzero_names_field_and_leaves_no_directory(tmp_path, answers, field, allowed):
+    proc, out = render_template(tmp_path, **{"init_git": "no", **answers})
+    assert proc.returncode != 0
+    value = list(answers.values())[0]
+    line = next((ln for ln in proc.stderr.splitlines() if ln.startswith("ERROR: ")), "")
+    assert line.startswith(f"ERROR: {field}={value!r}"), proc.stderr
+    assert allowed in line
+    assert not out.exists() or not any(out.iterdir()), "a failed render must leave no output directory"
+
+
+def test_every_invalid_answer_is_reported_in_one_run(tmp_path):
+    proc, out = render_template(tmp_path, ci="jenkins", version="x", init_git="no")
+    errors = [ln for ln in proc.stderr.splitlines() if ln.startswith("ERROR: ")]
+    assert [e.split("=")[0] for e in errors] == ["ERROR: version", "ERROR: ci"]
+    assert not out.exists() or not any(out.iterdir())
+
+
+def test_non_ascii_project_name_gives_a_valid_slug(render):
+    repo = render(project_name="Métagénomique QC")
+    assert repo.name == "metagenomique-qc"
+
+
+def test_name_starting_with_digit_gets_a_prefixed_slug(render):
+    repo = render(project_name="3D Imaging")
+    assert repo.name == "wf-3d-imaging"
+
+
+def test_post_gen_hook_prints_the_next_two_commands(tmp_path):
+    proc, _ = render_template(tmp_path, init_git="no")
+    assert proc.returncode == 0
+    assert "make setup" in proc.stdout and "make run" in proc.stdout
+
+
+def test_init_git_yes_makes_one_clean_commit(render):
+    import subprocess
+
+    repo = render(init_git="yes")
+    log = subprocess.run(["git", "log", "--oneline"], cwd=repo, capture_output=True, text=True, check=True)
+    assert len(log.stdout.splitlines()) == 1
+    status = subprocess.run(["git", "status", "--porcelain"], cwd=repo, capture_output=True, text=True, check=True)
+    assert status.stdout == "", "everything generated is committed"
