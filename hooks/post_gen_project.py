@@ -77,9 +77,19 @@ def init_git():
     )
 
 
+def render_docs():
+    """Fill the generated doc tables from the profiles and schemas just rendered."""
+    subprocess.run(
+        [sys.executable, "workflow/scripts/render_docs.py", "--sections", "contexts", "config-keys", "sample-columns"],
+        check=True,
+        stdout=subprocess.DEVNULL,
+    )
+
+
 def main():
     prune_unselected()
     set_run_bits()
+    render_docs()
     if INIT_GIT == "yes":
         init_git()
     print(f"\nCreated {SLUG}. Next:\n")

@@ -1,0 +1,86 @@
+"""The generated example, end to end on the local profile, through the real snakemake CLI."""
+
+import csv
+import json
+import re
+from collections import Counter
+from pathlib import Path
+
+from conftest import isolated_env
+
+
+def expected_summaries(repo):
+    """Per-sample statistics computed here, independently of the workflow's scripts."""
+    with open(repo / "config/samples.tsv") as fh:
+        rows = list(csv.DictReader(fh, delimiter="\t"))
+    out = {}
+    for row in rows:
+        text = (repo / "data/inputs" / row["path"]).read_text()
+        words = [w.lower() for w in re.findall(r"[A-Za-z0-9]+", text) if len(w) >= 3]
+        counts = Counter(words)
+        out[row["sample"]] = {
+            "sample": row["sample"],
+            "group": row["group"],
+            "lines": len(text.splitlines()),
+            "words": len(words),
+            "unique_words": len(counts),
+            "mean_word_length": round(sum(map(len, words)) / len(words), 3),
+            "top_words": [list(kv) for kv in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))[:5]],
+        }
+    return out
+
+
+def files_under(path):
+    return sorted(str(p.relative_to(path)) for p in Path(path).rglob("*") if p.is_file())
+
+
+def test_local_run_builds_exactly_the_declared_outputs_with_expected_content(render, snakemake, tmp_path):
+    repo = render()
+    env = isolated_env(tmp_path, TMPDIR=str(tmp_path / "node-tmp"))
+    (tmp_path / "node-tmp").mkdir()
+    snakemake(repo, "--profile", "profiles/local", env=env)
+    expected = expected_summaries(repo)
+    assert files_under(repo / "results") == sorted(
+        [f"samples/{s}.summary.json" for s in expected] + ["tables/summary.tsv", "report.html"]
+    )
+    for sample, want in expected.items():
+        assert json.loads((repo / f"results/samples/{sample}.summary.json").read_text()) == want
+    with open(repo / "results/tables/summary.tsv") as fh:
+        table = list(csv.DictReader(fh, delimiter="\t"))
+    assert [r["sample"] for r in table] == sorted(expected)
+    assert [int(r["words"]) for r in table] == [expected[s]["words"] for s in sorted(expected)]
+    assert [r["top_word"] for r in table] == [expected[s]["top_words"][0][0] for s in sorted(expected)]
+    report = (repo / "results/report.html").read_text()
+    assert f"{sum(e['words'] for e in expected.values())} words in total" in report
+    assert not (repo / "publish").exists(), "a plain run writes nothing under publish/"
+    scratch_root = tmp_path / "node-tmp" / f"{repo.name}-scratch"
+    assert scratch_root.is_dir() and list(scratch_root.iterdir()) == [], "no scratch dirs left after success"
+
+
+def test_second_local_run_is_a_no_op(render, snakemake):
+    repo = render()
+    snakemake(repo, "--profile", "profiles/local")
+    before = {p: p.stat().st_mtime_ns for p in (repo / "results").rglob("*") if p.is_file()}
+    again = snakemake(repo, "--profile", "profiles/local")
+    assert "Nothing to be done" in again.output
+    assert before == {p: p.stat().st_mtime_ns for p in (repo / "results").rglob("*") if p.is_file()}
+
+
+def test_ci_profile_gives_identical_results_to_local(render, snakemake):
+    local, ci = render(), render(project_name="Text Statistics CI")
+    snakemake(local, "--profile", "profiles/local")
+    snakemake(ci, "--profile", "profiles/ci")
+    for rel in files_under(local / "results"):
+        if rel.endswith(".html"):
+            continue  # the report title is the project name
+        assert (local / "results" / rel).read_bytes() == (ci / "results" / rel).read_bytes(), rel
+
+
+def test_generated_repo_own_test_suite_passes(render, tmp_path):
+    from conftest import run_command, tool
+
+    repo = render()
+    run = run_command([tool("python"), "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests"], cwd=repo,
+                      env=isolated_env(tmp_path), timeout=900)
+    assert run.returncode == 0, repr(run)
+    assert re.search(r"\d+ passed", run.output) and "skipped" not in run.output, run.output[-2000:]

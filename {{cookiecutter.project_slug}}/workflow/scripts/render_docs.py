@@ -1,0 +1,193 @@
+#!/usr/bin/env python3
+"""Regenerate the parts of the docs that restate facts kept elsewhere.
+
+The docs must not drift from the files they describe, so these sections are
+written from those files, between ``<!-- BEGIN GENERATED: name ... -->`` and
+``<!-- END GENERATED: name -->`` markers:
+
+* ``docs/operations.md``: ``contexts`` (from ``profiles/*/config.yaml``) and
+  ``rulegraph`` (from ``snakemake --rulegraph mermaid-js``);
+* ``config/README.md``: ``config-keys`` and ``sample-columns`` (from the JSON
+  Schemas in ``workflow/schemas/``).
+
+``python workflow/scripts/render_docs.py`` rewrites them; ``--check`` only
+reports what differs (exit 1), as the repository's tests do.
+"""
+
+import argparse
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import yaml
+
+REPO = Path(__file__).resolve().parents[2]
+CONTEXTS = ("local", "ci", "slurm", "cluster-sim")
+MARKER = re.compile(
+    r"(<!-- BEGIN GENERATED: (?P<name>[\w-]+)[^>]*-->\n)(?P<body>.*?)(<!-- END GENERATED: (?P=name) -->)", re.S
+)
+
+
+def _unquote(value) -> str:
+    text = str(value).strip()
+    if len(text) >= 2 and text[0] == text[-1] and text[0] in "'\"":
+        return text[1:-1]
+    return text
+
+
+def load_profile(context: str) -> dict:
+    return yaml.safe_load((REPO / "profiles" / context / "config.yaml").read_text()) or {}
+
+
+def _log_locations(profile: dict) -> str:
+    where = ["`logs/<rule>/` (job logs)", "`.snakemake/log/` (run log)"]
+    if profile.get("slurm-logdir"):
+        where.insert(1, f"`{profile['slurm-logdir']}/` (Slurm job output)")
+    if str(profile.get("cluster-generic-submit-cmd", "")).strip():
+        where.insert(1, "`.cluster-sim/` (scheduler records and job output)")
+    return "<br>".join(where)
+
+
+def contexts_table() -> str:
+    rows = [
+        "| context | executor | jobs | scratch root (`tmpdir`) | staging | scratch on failure | latency-wait (s) "
+        "| retries | rerun-incomplete | keep-going | logs |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for context in CONTEXTS:
+        p = load_profile(context)
+        res = p.get("default-resources", {}) or {}
+        jobs = p.get("jobs", p.get("cores", ""))
+        rows.append(
+            f"| `{context}` | {p.get('executor', 'local')} | {jobs} | `{_unquote(res.get('tmpdir', ''))}` "
+            f"| {_unquote(res.get('scratch_staging', ''))} | {_unquote(res.get('scratch_on_failure', ''))} "
+            f"| {p.get('latency-wait', 5)} | {p.get('retries', 0)} | {str(p.get('rerun-incomplete', False)).lower()} "
+            f"| {str(p.get('keep-going', False)).lower()} | {_log_locations(p)} |"
+        )
+    slurm = load_profile("slurm").get("default-resources", {}) or {}
+    rows += [
+        "",
+        "Site settings in `profiles/slurm/config.yaml` (from the template answers; edit them for your cluster):",
+        "",
+        "| setting | value |",
+        "| --- | --- |",
+        f"| account (`slurm_account`) | {_unquote(slurm.get('slurm_account', '')) or '*(none: site default)*'} |",
+        f"| partition (`slurm_partition`) | {_unquote(slurm.get('slurm_partition', '')) or '*(none: site default)*'} |",
+        f"| default runtime (min) | {slurm.get('runtime', '')} |",
+        f"| latency-wait (s) | {load_profile('slurm').get('latency-wait', '')} |",
+        f"| scratch root | `{_unquote(slurm.get('tmpdir', ''))}` |",
+    ]
+    return "\n".join(rows) + "\n"
+
+
+def rulegraph() -> str:
+    proc = subprocess.run(
+        [sys.executable, "-m", "snakemake", "--profile", "profiles/local", "--rulegraph", "mermaid-js", "all", "publish"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    if proc.returncode != 0:
+        raise SystemExit(f"snakemake --rulegraph failed:\n{proc.stderr[-2000:]}")
+    return "```mermaid\n" + canonical_rulegraph(proc.stdout) + "```\n"
+
+
+def canonical_rulegraph(mermaid: str) -> str:
+    """Snakemake numbers nodes in a varying order; name them by rule and sort, so the text is stable."""
+    names = dict(re.findall(r"^\s*(id\d+)\[([^\]]+)\]", mermaid, re.M))
+    edges = sorted({(names[a], names[b]) for a, b in re.findall(r"^\s*(id\d+) --> (id\d+)", mermaid, re.M)})
+    lines = ["flowchart TB"]
+    lines += [f"    {name}[{name}]" for name in sorted(names.values())]
+    lines += [f"    {a} --> {b}" for a, b in edges]
+    return "\n".join(lines) + "\n"
+
+
+def _schema(name: str) -> dict:
+    return yaml.safe_load((REPO / "workflow" / "schemas" / name).read_text())
+
+
+def _constraints(spec: dict) -> str:
+    parts = []
+    for key, label in (("minimum", "≥"), ("maximum", "≤"), ("minLength", "length ≥"), ("pattern", "matches")):
+        if key in spec:
+            value = f"`{spec[key]}`" if key == "pattern" else spec[key]
+            parts.append(f"{label} {value}")
+    return ", ".join(parts)
+
+
+def schema_table(name: str, heading: str) -> str:
+    schema = _schema(name)
+    required = set(schema.get("required", []))
+    rows = [
+        f"| {heading} | type | required | default | constraints | meaning |",
+        "| --- | --- | --- | --- | --- | --- |",
+    ]
+    for key, spec in schema["properties"].items():
+        default = f"`{spec['default']}`" if "default" in spec and spec["default"] != "" else ""
+        rows.append(
+            f"| `{key}` | {spec.get('type', '')} | {'yes' if key in required else 'no'} | {default} "
+            f"| {_constraints(spec)} | {spec.get('description', '')} |"
+        )
+    return "\n".join(rows) + "\n"
+
+
+SECTIONS = {
+    "docs/operations.md": {"contexts": contexts_table, "rulegraph": rulegraph},
+    "config/README.md": {
+        "config-keys": lambda: schema_table("config.schema.yaml", "key"),
+        "sample-columns": lambda: schema_table("samples.schema.yaml", "column"),
+    },
+}
+
+
+def render(path: str, makers: dict) -> tuple[str, str, list[str]]:
+    """Return (old text, new text, names of the sections found)."""
+    old = (REPO / path).read_text()
+    found = []
+
+    def replace(match):
+        name = match.group("name")
+        if name not in makers:
+            return match.group(0)
+        found.append(name)
+        return match.group(1) + makers[name]() + match.group(4)
+
+    new = MARKER.sub(replace, old)
+    missing = set(makers) - set(found)
+    if missing:
+        raise SystemExit(f"{path}: missing GENERATED markers for {', '.join(sorted(missing))}")
+    return old, new, found
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--check", action="store_true", help="report drift instead of rewriting (exit 1 on drift)")
+    parser.add_argument("--sections", nargs="*", help="only these sections (default: all)")
+    args = parser.parse_args(argv)
+    stale = []
+    for path, makers in SECTIONS.items():
+        if args.sections is not None:
+            makers = {name: make for name, make in makers.items() if name in args.sections}
+            if not makers:
+                continue
+        old, new, found = render(path, makers)
+        if old != new:
+            if args.check:
+                stale.append(path)
+            else:
+                (REPO / path).write_text(new)
+                print(f"updated {path} ({', '.join(found)})")
+    if stale:
+        for path in stale:
+            print(f"{path} is out of date with the files it describes", file=sys.stderr)
+        print("regenerate with: python workflow/scripts/render_docs.py", file=sys.stderr)
+        return 1
+    if args.check:
+        print("generated docs are up to date")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
