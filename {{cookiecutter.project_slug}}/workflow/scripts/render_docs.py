@@ -83,7 +83,17 @@ def contexts_table() -> str:
 
 def rulegraph() -> str:
     proc = subprocess.run(
-        [sys.executable, "-m", "snakemake", "--profile", "profiles/local", "--rulegraph", "mermaid-js", "all", "publish"],
+        [
+            sys.executable,
+            "-m",
+            "snakemake",
+            "--profile",
+            "profiles/local",
+            "--rulegraph",
+            "mermaid-js",
+            "all",
+            "publish",
+        ],
         cwd=REPO,
         capture_output=True,
         text=True,

@@ -1,0 +1,131 @@
+"""Render a matrix of option combinations and check what comes out, file by file."""
+
+import json
+import py_compile
+import re
+
+import pytest
+import yaml
+from conftest import isolated_env, run_command, tool
+
+COMMON_FILES = {
+    ".gitignore", ".pre-commit-config.yaml", ".snakemake-workflow-catalog.yml", "Makefile", "README.md",
+    "environment.yaml", "pyproject.toml", "requirements.txt",
+    "config/README.md", "config/config.yaml", "config/samples.tsv",
+    "data/inputs/alpha.txt", "data/inputs/beta.txt", "data/inputs/gamma.txt",
+    "docs/operations.md",
+    "profiles/ci/config.yaml", "profiles/local/config.yaml", "profiles/slurm/config.yaml",
+    "profiles/cluster-sim/config.yaml", "profiles/cluster-sim/scheduler.py",
+    "profiles/cluster-sim/submit", "profiles/cluster-sim/status", "profiles/cluster-sim/cancel",
+    "tests/conftest.py", "tests/test_cluster_sim.py", "tests/test_profiles.py", "tests/test_publish.py",
+    "tests/test_scratch.py", "tests/test_workflow.py",
+    "workflow/Snakefile", "workflow/envs/base.yaml", "workflow/profiles/default/config.yaml",
+    "workflow/report/report.rst",
+    "workflow/rules/aggregate.smk", "workflow/rules/common.smk", "workflow/rules/process.smk",
+    "workflow/rules/publish.smk",
+    "workflow/schemas/config.schema.yaml", "workflow/schemas/samples.schema.yaml",
+    "workflow/scripts/publish.py", "workflow/scripts/render_docs.py", "workflow/scripts/render_report.py",
+    "workflow/scripts/scratch.py", "workflow/scripts/summarize_sample.py", "workflow/scripts/summary_table.py",
+}
+CI_FILES = {"github": {".github/workflows/ci.yml"}, "gitlab": {".gitlab-ci.yml"}, "none": set()}
+LICENSE_FIRST_LINE = {"MIT": "MIT License", "BSD-3-Clause": "BSD 3-Clause License", "Apache-2.0": "Apache License"}
+
+# Every choice of every option appears at least once; no combination is invalid.
+MATRIX = [
+    {},
+    {"license": "BSD-3-Clause", "ci": "gitlab", "init_git": "yes", "slurm_account": "proj42",
+     "slurm_partition": "short", "cluster_latency_wait": "120"},
+    {"license": "Apache-2.0", "ci": "none", "project_name": "Métagénomique QC", "slurm_runtime_minutes": "240"},
+    {"license": "none", "ci": "github", "python_version": "3.12", "cluster_latency_wait": "0",
+     "cluster_scratch_root": "/local/scratch"},
+]
+
+
+def expected_files(answers):
+    files = set(COMMON_FILES) | CI_FILES[answers.get("ci", "github")]
+    if answers.get("license", "MIT") != "none":
+        files.add("LICENSE")
+    return files
+
+
+def generated_files(repo):
+    return {str(p.relative_to(repo)) for p in repo.rglob("*") if p.is_file() and ".git" not in p.relative_to(repo).parts}
+
+
+@pytest.fixture(params=MATRIX, ids=lambda a: ",".join(f"{k}={v}" for k, v in a.items()) or "defaults")
+def rendered(request, render):
+    return request.param, render(**request.param)
+
+
+def test_exact_set_of_generated_files(rendered):
+    answers, repo = rendered
+    assert generated_files(repo) == expected_files(answers)
+    assert (repo / ".git").is_dir() == (answers.get("init_git") == "yes")
+
+
+def test_no_template_syntax_survives(rendered):
+    _, repo = rendered
+    for rel in generated_files(repo):
+        text = (repo / rel).read_text(encoding="utf-8")
+        assert "{{" not in text and "{%" not in text and "{#" not in text, rel
+
+
+def test_every_yaml_and_json_file_parses(rendered):
+    _, repo = rendered
+    for rel in generated_files(repo):
+        if rel.endswith((".yaml", ".yml")):
+            assert yaml.safe_load((repo / rel).read_text()) is not None, rel
+        elif rel.endswith(".json"):
+            json.loads((repo / rel).read_text())
+
+
+def test_every_python_file_compiles(rendered, tmp_path):
+    _, repo = rendered
+    scripts = [r for r in generated_files(repo) if r.endswith(".py") or r.startswith("profiles/cluster-sim/")]
+    scripts = [r for r in scripts if not r.endswith(".yaml")]
+    assert len(scripts) > 10
+    for rel in scripts:
+        py_compile.compile(str(repo / rel), cfile=str(tmp_path / "x.pyc"), doraise=True)
+
+
+def test_license_and_slurm_site_settings_follow_the_answers(rendered):
+    answers, repo = rendered
+    choice = answers.get("license", "MIT")
+    if choice != "none":
+        assert (repo / "LICENSE").read_text().lstrip().startswith(LICENSE_FIRST_LINE[choice])
+    slurm = yaml.safe_load((repo / "profiles/slurm/config.yaml").read_text())
+    res = slurm["default-resources"]
+    assert slurm["latency-wait"] == int(answers.get("cluster_latency_wait", "60"))
+    assert res["runtime"] == int(answers.get("slurm_runtime_minutes", "30"))
+    assert res["tmpdir"].startswith("'" + answers.get("cluster_scratch_root", "${SLURM_TMPDIR:-/tmp}") + "/")
+    for key in ("slurm_account", "slurm_partition"):
+        if answers.get(key):
+            assert res[key] == f"'{answers[key]}'"
+        else:
+            assert key not in res, f"{key} must be omitted when the answer is empty"
+    catalog = yaml.safe_load((repo / ".snakemake-workflow-catalog.yml").read_text())
+    assert "--profile profiles/" in catalog["usage"]["mandatory-flags"]["flags"]
+
+
+def test_snakemake_lint_and_snakefmt_pass(rendered, tmp_path):
+    _, repo = rendered
+    env = isolated_env(tmp_path)
+    lint = run_command([tool("snakemake"), "--lint", "--profile", "profiles/local"], cwd=repo, env=env, timeout=300)
+    assert lint.returncode == 0, repr(lint)
+    fmt = run_command([tool("snakefmt"), "--check", "workflow"], cwd=repo, env=env, timeout=300)
+    assert fmt.returncode == 0, repr(fmt)
+    ruff = run_command([tool("ruff"), "check", "workflow", "tests", "profiles"], cwd=repo, env=env, timeout=300)
+    assert ruff.returncode == 0, repr(ruff)
+
+
+def test_ci_answer_none_leaves_no_ci_configuration(render):
+    repo = render(ci="none")
+    assert not (repo / ".github").exists() and not (repo / ".gitlab-ci.yml").exists()
+
+
+def test_generated_docs_record_the_cluster_answers(render):
+    repo = render(slurm_account="proj42", slurm_partition="gpu", cluster_latency_wait="90")
+    ops = (repo / "docs/operations.md").read_text()
+    assert "| account (`slurm_account`) | proj42 |" in ops
+    assert "| partition (`slurm_partition`) | gpu |" in ops
+    assert re.search(r"\| `slurm` \| slurm \| 100 \| .*? \| 90 \|", ops)
