@@ -53,9 +53,11 @@ def render_template(tmp_path, template=TEMPLATE, out=None, **answers):
 def render(tmp_path):
     """render(**answers) -> path of the generated repository (fails loudly on error)."""
 
+    count = iter(range(1000))
+
     def _render(**answers):
         answers.setdefault("init_git", "no")
-        proc, out = render_template(tmp_path, **answers)
+        proc, out = render_template(tmp_path, out=tmp_path / f"out{next(count)}", **answers)
         assert proc.returncode == 0, f"cookiecutter failed:\n{proc.stdout}\n{proc.stderr}"
         (repo,) = [p for p in out.iterdir() if p.is_dir()]
         return repo

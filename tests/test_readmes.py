@@ -1,0 +1,70 @@
+"""The READMEs' commands are the real ones: parsed out of the files and executed."""
+
+import json
+import os
+import re
+import shutil
+import sys
+from pathlib import Path
+
+from conftest import DEFAULT_SLUG, TEMPLATE, isolated_env, run_command
+
+
+def quick_start_commands(readme: Path) -> list[str]:
+    text = readme.read_text()
+    section = text.split("## Quick start", 1)[1]
+    block = re.search(r"```bash\n(.*?)```", section, re.S).group(1)
+    return [line.strip() for line in block.splitlines() if line.strip() and not line.startswith("#")]
+
+
+def test_template_quick_start_is_exactly_make_demo_and_make_test():
+    assert quick_start_commands(TEMPLATE / "README.md") == ["make demo", "make test"]
+    ci = (TEMPLATE / ".ci/run").read_text()
+    assert re.search(r"^make test$", ci, re.M), ".ci/run must run the README's test command"
+
+
+def test_template_readme_options_table_matches_cookiecutter_json():
+    questions = json.loads((TEMPLATE / "cookiecutter.json").read_text())
+    keys = [k for k in questions if not k.startswith("_")]
+    text = (TEMPLATE / "README.md").read_text().split("## Options", 1)[1].split("\n## ", 1)[0]
+    rows = re.findall(r"^\| `([a-z_]+)` \| (.*?) \|", text, re.M)
+    assert [name for name, _ in rows] == keys, "README options table is out of order or incomplete"
+    for name, default in rows:
+        value = questions[name]
+        if name == "project_slug":
+            assert "derived" in default
+        elif value == "":
+            assert "empty" in default, name
+        else:
+            assert default == f"`{value}`", f"{name}: README says {default}, cookiecutter.json says {value}"
+    for name in keys:
+        assert name in questions["__prompts__"], f"{name} has no plain-language prompt"
+
+
+def test_make_demo_renders_runs_and_publishes(tmp_path):
+    work = tmp_path / "template"
+    shutil.copytree(TEMPLATE, work, ignore=shutil.ignore_patterns(".venv", "build", ".git", "__pycache__"))
+    venv = Path(sys.executable).parent.parent
+    (work / ".venv").symlink_to(venv)
+    (work / ".venv" / ".installed").touch(exist_ok=True)
+    run = run_command(["make", "demo"], cwd=work, env=isolated_env(tmp_path), timeout=900)
+    assert run.returncode == 0, repr(run)
+    repo = work / "build/demo" / DEFAULT_SLUG
+    assert "Published release:" in run.stdout and "publish/current -> releases/" in run.stdout
+    assert (repo / "publish/current/MANIFEST.json").is_file()
+    assert "OK: publish/current" in run.stdout
+
+
+def test_generated_readme_two_commands_set_up_and_run_the_example(render, tmp_path):
+    repo = render()
+    commands = quick_start_commands(repo / "README.md")
+    assert commands == ["make setup", "make run"]
+    env = isolated_env(tmp_path)
+    env["PATH"] = os.pathsep.join(p for p in env["PATH"].split(os.pathsep) if not p.startswith(str(Path(sys.executable).parent)))
+    for command in commands:
+        run = run_command(command.split(), cwd=repo, env=env, timeout=900)
+        assert run.returncode == 0, repr(run)
+    assert (repo / ".venv/bin/snakemake").exists(), "make setup installs the pinned tools into .venv"
+    assert sorted(p.name for p in (repo / "results").rglob("*.json")) == [
+        "alpha.summary.json", "beta.summary.json", "gamma.summary.json"]
+    assert not (repo / "publish").exists()
