@@ -1,0 +1,193 @@
+"""The scratch wrapper and publish step through the real snakemake CLI on a rendered repository.
+
+Faults are real: a job is SIGKILLed mid-write, a command fails, a copy-back target is unwritable,
+publishes race. A small extra rule file is dropped into the rendered workflow where a fault needs a
+job that writes slowly; it uses the same scratch() helper as the example rules.
+"""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from conftest import isolated_env, tool
+
+SLOW_RULES = '''
+
+rule slow_writer:
+    output:
+        "results/slow/{name}.bin",
+    log:
+        "logs/slow_writer/{name}.log",
+    shell:
+        scratch(
+            "exec 2> {log:q}; "
+            "head -c 50000000 /dev/zero > {output:q}; "
+            "while [ ! -e release-{wildcards.name} ]; do sleep 0.05; done; "
+            "head -c 50000000 /dev/zero >> {output:q}"
+        )
+
+
+rule failing:
+    output:
+        "results/failing/{name}.txt",
+    log:
+        "logs/failing/{name}.log",
+    shell:
+        scratch("exec 2> {log:q}; echo partial > {output:q}; echo boom >&2; exit 7")
+'''
+
+
+def add_fault_rules(repo: Path) -> None:
+    with open(repo / "workflow/Snakefile", "a") as fh:
+        fh.write(SLOW_RULES)
+
+
+def wait_for(predicate, timeout=120, what="condition"):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.05)
+    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+
+
+def result_files(repo):
+    return sorted(str(p.relative_to(repo / "results")) for p in (repo / "results").rglob("*") if p.is_file())
+
+
+def test_killed_run_leaves_no_partial_output_and_rerun_incomplete_recovers(render, snakemake, tmp_path):
+    repo = render()
+    add_fault_rules(repo)
+    node_tmp = tmp_path / "node-tmp"
+    node_tmp.mkdir()
+    env = isolated_env(tmp_path, TMPDIR=str(node_tmp))
+    proc = subprocess.Popen([tool("snakemake"), "--profile", "profiles/local", "results/slow/a.bin"], cwd=repo,
+                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        partial = wait_for(lambda: [p for p in node_tmp.rglob("results/slow/a.bin") if p.stat().st_size > 0],
+                           what="the job to be mid-write in scratch")[0]
+        os.killpg(proc.pid, signal.SIGKILL)  # the whole run: snakemake and its job, like a lost node
+        proc.wait(timeout=30)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    assert 0 < partial.stat().st_size < 100_000_000, "killed while the output was half written"
+    assert not (repo / "results/slow").exists() or result_files(repo) == [], "no partial file under results/"
+    (repo / "release-a").touch()
+    snakemake(repo, "--profile", "profiles/local", "--unlock", env=env)
+    snakemake(repo, "--profile", "profiles/local", "--rerun-incomplete", "results/slow/a.bin", env=env)
+    assert (repo / "results/slow/a.bin").stat().st_size == 100_000_000
+
+
+def test_job_process_killed_mid_write_fails_cleanly(render, snakemake, tmp_path):
+    repo = render()
+    add_fault_rules(repo)
+    node_tmp = tmp_path / "node-tmp"
+    node_tmp.mkdir()
+    env = isolated_env(tmp_path, TMPDIR=str(node_tmp))
+    proc = subprocess.Popen([tool("snakemake"), "--profile", "profiles/local", "results/slow/b.bin"], cwd=repo,
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            start_new_session=True)
+    wait_for(lambda: [p for p in node_tmp.rglob("results/slow/b.bin") if p.stat().st_size > 0], what="mid-write")
+    head = subprocess.run(["pgrep", "-f", "-n", "head -c 50000000|while \\[ ! -e release-b"], capture_output=True,
+                          text=True)
+    shell_pids = [int(p) for p in head.stdout.split()]
+    assert shell_pids, "found the job's shell"
+    os.kill(shell_pids[0], signal.SIGKILL)
+    out, _ = proc.communicate(timeout=120)
+    assert proc.returncode != 0
+    assert not (repo / "results/slow/b.bin").exists()
+    assert "scratch dir KEPT" in (repo / "logs/slow_writer/b.log").read_text()
+
+
+def test_failing_job_keeps_scratch_names_it_in_the_log_and_writes_nothing_to_results(render, snakemake, tmp_path):
+    repo = render()
+    add_fault_rules(repo)
+    node_tmp = tmp_path / "node-tmp"
+    node_tmp.mkdir()
+    env = isolated_env(tmp_path, TMPDIR=str(node_tmp))
+    run = snakemake(repo, "--profile", "profiles/local", "results/failing/x.txt", env=env, check=False)
+    assert run.returncode != 0
+    assert not (repo / "results/failing").exists() or result_files(repo) == []
+    log = (repo / "logs/failing/x.log").read_text()
+    assert log.startswith("boom\n"), "the command's own stderr went straight to the durable log"
+    kept = [line for line in log.splitlines() if "scratch dir KEPT" in line]
+    assert kept, log
+    kept_dir = Path(kept[0].split("KEPT for debugging: ")[1].split(" (on host")[0])
+    assert kept_dir.parent == node_tmp / f"{repo.name}-scratch"
+    assert (kept_dir / "results/failing/x.txt").read_text() == "partial\n"
+    listing = subprocess.run([sys.executable, "workflow/scripts/scratch.py", "kept"], cwd=repo, capture_output=True,
+                             text=True, check=True)
+    assert str(kept_dir) in listing.stdout
+
+
+def test_scratch_records_show_where_each_job_worked(render, snakemake, tmp_path):
+    repo = render()
+    node_tmp = tmp_path / "node-tmp"
+    node_tmp.mkdir()
+    snakemake(repo, "--profile", "profiles/ci", env=isolated_env(tmp_path, TMPDIR=str(node_tmp)))
+    records = []
+    for log in (repo / "logs").rglob("*.log"):
+        records += [json.loads(line[10:]) for line in log.read_text().splitlines() if line.startswith("[scratch] {")]
+    assert {r["rule"] for r in records} == {"tokenize", "summarize_sample", "summary_table", "report"}
+    assert all(r["status"] == "ok" and r["removed"] for r in records)
+    assert {r["root"] for r in records} == {str(node_tmp / f"{repo.name}-ci-scratch")}
+    assert {r["staging"] for r in records} == {"copy"}, "the ci profile copies inputs"
+    assert all(r["in_bytes"] > 0 and r["out_bytes"] > 0 for r in records)
+
+
+def test_publish_lifecycle_through_the_cli(render, snakemake, tmp_path):
+    repo = render(init_git="yes")
+    verify = [sys.executable, "workflow/scripts/publish.py", "verify"]
+    snakemake(repo, "--profile", "profiles/local")
+    assert not (repo / "publish").exists()
+    first = snakemake(repo, "--profile", "profiles/local", "publish")
+    assert "published new release" in first.output
+    release1 = (repo / "publish/current").resolve()
+    manifest = json.loads((release1 / "MANIFEST.json").read_text())
+    prov = manifest["provenance"]
+    assert prov["context"] == "local" and prov["workflow_version"] == "0.1.0"
+    assert len(prov["git_commit"]) >= 40 and len(prov["config_sha256"]) == 64
+    assert prov["snakemake_version"].startswith("9.")
+    assert subprocess.run(verify, cwd=repo).returncode == 0
+
+    again = snakemake(repo, "--profile", "profiles/local", "publish")
+    assert "no new release" in again.output
+    assert len(list((repo / "publish/releases").iterdir())) == 1
+
+    with open(repo / "data/inputs/alpha.txt", "a") as fh:
+        fh.write("An added line about the river and the mill.\n")
+    snakemake(repo, "--profile", "profiles/local")
+    snakemake(repo, "--profile", "profiles/local", "publish")
+    release2 = (repo / "publish/current").resolve()
+    assert release2 != release1 and len(list((repo / "publish/releases").iterdir())) == 2
+    assert subprocess.run(verify, cwd=repo).returncode == 0
+    assert subprocess.run(verify + [str(release1)], cwd=repo).returncode == 0, "the old release is intact"
+
+
+def test_concurrent_publish_commands_end_cleanly_with_one_release(render, snakemake, tmp_path):
+    repo = render()
+    snakemake(repo, "--profile", "profiles/local")
+    env = isolated_env(tmp_path)
+    procs = [subprocess.Popen([tool("snakemake"), "--profile", "profiles/local", "--nolock", "publish"], cwd=repo,
+                              env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) for _ in range(2)]
+    outputs = [p.communicate(timeout=300)[0] for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], outputs
+    assert sum("published new release" in o for o in outputs) == 1
+    assert len(list((repo / "publish/releases").iterdir())) == 1
+    assert subprocess.run([sys.executable, "workflow/scripts/publish.py", "verify"], cwd=repo).returncode == 0
+
+
+def test_publish_refuses_a_publish_set_entry_outside_results(render, snakemake):
+    repo = render()
+    rules = repo / "workflow/rules/publish.smk"
+    rules.write_text(rules.read_text().replace('"report.html": "results/report.html",',
+                                               '"report.html": "results/report.html",\n    "cfg": "config/config.yaml",'))
+    run = snakemake(repo, "--profile", "profiles/local", "-n", "publish", check=False)
+    assert run.returncode != 0
+    assert "'cfg' -> 'config/config.yaml' is not under results/" in run.output
