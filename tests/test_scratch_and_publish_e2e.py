@@ -26,7 +26,7 @@ rule slow_writer:
         scratch(
             "exec 2> {log:q}; "
             "head -c 50000000 /dev/zero > {output:q}; "
-            "while [ ! -e release-{wildcards.name} ]; do sleep 0.05; done; "
+            "while [ ! -e RELEASE_DIR/release-{wildcards.name} ]; do sleep 0.05; done; "
             "head -c 50000000 /dev/zero >> {output:q}"
         )
 
@@ -42,8 +42,9 @@ rule failing:
 
 
 def add_fault_rules(repo: Path) -> None:
+    """Append the fault rules; the slow writer waits for a release file in the repo (it runs in scratch)."""
     with open(repo / "workflow/Snakefile", "a") as fh:
-        fh.write(SLOW_RULES)
+        fh.write(SLOW_RULES.replace("RELEASE_DIR", str(repo)))
 
 
 def wait_for(predicate, timeout=120, what="condition"):
@@ -79,8 +80,8 @@ def test_killed_run_leaves_no_partial_output_and_rerun_incomplete_recovers(rende
     assert 0 < partial.stat().st_size < 100_000_000, "killed while the output was half written"
     assert not (repo / "results/slow").exists() or result_files(repo) == [], "no partial file under results/"
     (repo / "release-a").touch()
-    snakemake(repo, "--profile", "profiles/local", "--unlock", env=env)
-    snakemake(repo, "--profile", "profiles/local", "--rerun-incomplete", "results/slow/a.bin", env=env)
+    snakemake(repo, "--profile", "profiles/local", "--unlock", env=env, timeout=120)
+    snakemake(repo, "--profile", "profiles/local", "--rerun-incomplete", "results/slow/a.bin", env=env, timeout=120)
     assert (repo / "results/slow/a.bin").stat().st_size == 100_000_000
 
 
@@ -94,8 +95,7 @@ def test_job_process_killed_mid_write_fails_cleanly(render, snakemake, tmp_path)
                             env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                             start_new_session=True)
     wait_for(lambda: [p for p in node_tmp.rglob("results/slow/b.bin") if p.stat().st_size > 0], what="mid-write")
-    head = subprocess.run(["pgrep", "-f", "-n", "head -c 50000000|while \\[ ! -e release-b"], capture_output=True,
-                          text=True)
+    head = subprocess.run(["pgrep", "-f", "-n", "while \\[ ! -e .*release-b"], capture_output=True, text=True)
     shell_pids = [int(p) for p in head.stdout.split()]
     assert shell_pids, "found the job's shell"
     os.kill(shell_pids[0], signal.SIGKILL)
