@@ -33,10 +33,9 @@ PATTERNS = {
     "slurm_partition": (r"[A-Za-z0-9_.,-]*", "empty or letters, digits, '_', '.', ',' and '-'"),
     "slurm_runtime_minutes": (r"[1-9][0-9]{0,5}", "a whole number of minutes, at least 1"),
     "cluster_latency_wait": (r"[0-9]{1,4}", "a whole number of seconds, 0 or more (at most 9999)"),
-    "cluster_scratch_root": (
-        r"[/$][^\s'\"`;&|<>]*",
-        "an absolute path or an environment variable such as ${SLURM_TMPDIR:-/tmp}, "
-        "without spaces, quotes or shell operators",
+    "cluster_scratch_env": (
+        r"[A-Za-z_][A-Za-z0-9_]{0,63}",
+        "an environment variable name such as SLURM_TMPDIR (letters, digits, '_'; not starting with a digit)",
     ),
 }
 
@@ -45,7 +44,7 @@ PATTERNS = {
 QUESTIONS = [
     "project_name", "project_slug", "description", "author_name", "author_email", "version", "license",
     "python_version", "ci", "slurm_account", "slurm_partition", "slurm_runtime_minutes",
-    "cluster_latency_wait", "cluster_scratch_root", "init_git",
+    "cluster_latency_wait", "cluster_scratch_env", "init_git",
 ]
 
 

@@ -22,8 +22,8 @@ from conftest import render_template
         ({"slurm_runtime_minutes": "0"}, "slurm_runtime_minutes", "at least 1"),
         ({"cluster_latency_wait": "-5"}, "cluster_latency_wait", "0 or more"),
         ({"cluster_latency_wait": "soon"}, "cluster_latency_wait", "whole number"),
-        ({"cluster_scratch_root": "relative/dir"}, "cluster_scratch_root", "absolute path"),
-        ({"cluster_scratch_root": "/tmp/a b"}, "cluster_scratch_root", "without spaces"),
+        ({"cluster_scratch_env": "$SLURM_TMPDIR"}, "cluster_scratch_env", "environment variable name"),
+        ({"cluster_scratch_env": "9LIVES"}, "cluster_scratch_env", "not starting with a digit"),
     ],
 )
 def test_bad_answer_exits_nonzero_names_field_and_leaves_no_directory(tmp_path, answers, field, allowed):

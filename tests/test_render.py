@@ -37,7 +37,7 @@ MATRIX = [
      "slurm_partition": "short", "cluster_latency_wait": "120"},
     {"license": "Apache-2.0", "ci": "none", "project_name": "Métagénomique QC", "slurm_runtime_minutes": "240"},
     {"license": "none", "ci": "github", "python_version": "3.12", "cluster_latency_wait": "0",
-     "cluster_scratch_root": "/local/scratch"},
+     "cluster_scratch_env": "LOCAL_SCRATCH"},
 ]
 
 
@@ -97,7 +97,7 @@ def test_license_and_slurm_site_settings_follow_the_answers(rendered):
     res = slurm["default-resources"]
     assert slurm["latency-wait"] == int(answers.get("cluster_latency_wait", "60"))
     assert res["runtime"] == int(answers.get("slurm_runtime_minutes", "30"))
-    assert res["tmpdir"].startswith("'" + answers.get("cluster_scratch_root", "${SLURM_TMPDIR:-/tmp}") + "/")
+    assert f"environ.get('{answers.get('cluster_scratch_env', 'SLURM_TMPDIR')}')" in res["tmpdir"]
     for key in ("slurm_account", "slurm_partition"):
         if answers.get(key):
             assert res[key] == f"'{answers[key]}'"
