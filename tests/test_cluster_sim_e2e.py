@@ -1,0 +1,129 @@
+"""The same workflow under the simulated cluster (profiles/cluster-sim): scheduler, faults, latency policy."""
+
+import importlib.util
+import json
+import subprocess
+import sys
+import time
+
+import pytest
+from conftest import isolated_env, run_command, tool
+
+pytestmark = pytest.mark.timeout(900)
+CONTEXTS = ["local", "ci", "slurm", "cluster-sim"]
+REMOTE_RULES = ["report", "summarize_sample", "summarize_sample", "summarize_sample", "summary_table", "tokenize",
+                "tokenize", "tokenize"]
+
+
+def scheduler_records(repo):
+    spec = importlib.util.spec_from_file_location("scheduler", repo / "profiles/cluster-sim/scheduler.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.load_records(str(repo / ".cluster-sim"))
+
+
+def sim_env(tmp_path, **faults):
+    env = isolated_env(tmp_path, SIM_NODE_SCRATCH_ROOT=str(tmp_path / "nodes"))
+    env.update({k: str(v) for k, v in faults.items()})
+    return env
+
+
+def scratch_records(repo):
+    out = []
+    for log in (repo / "logs").rglob("*.log"):
+        out += [json.loads(line[10:]) for line in log.read_text().splitlines() if line.startswith("[scratch] {")]
+    return out
+
+
+def results_bytes(repo):
+    return {str(p.relative_to(repo)): p.read_bytes() for p in sorted((repo / "results").rglob("*")) if p.is_file()}
+
+
+def test_full_example_and_publish_under_cluster_sim_match_the_local_run(render, snakemake, tmp_path):
+    local = render()
+    sim = render()
+    snakemake(local, "--profile", "profiles/local")
+    env = sim_env(tmp_path)
+    snakemake(sim, "--profile", "profiles/cluster-sim", env=env)
+    snakemake(sim, "--profile", "profiles/cluster-sim", "publish", env=env)
+    records = scheduler_records(sim)
+    assert sorted(r["rule"] for r in records) == REMOTE_RULES, "every non-local rule went through the scheduler"
+    assert all(r["state"] == "success" and r["host"].startswith("simnode-") for r in records)
+    assert "publish" not in {r["rule"] for r in records}, "publish runs locally"
+    assert results_bytes(sim) == results_bytes(local), "same meaning in both contexts"
+    manifest = json.loads((sim / "publish/current/MANIFEST.json").read_text())
+    assert manifest["provenance"]["context"] == "cluster-sim"
+    assert subprocess.run([sys.executable, "workflow/scripts/publish.py", "verify"], cwd=sim).returncode == 0
+    # per-context scratch is where the profile says: the node-local dir the scheduler gave each job
+    node_dirs = {r["node_tmpdir"] for r in records}
+    roots = {rec["root"] for rec in scratch_records(sim)}
+    assert {root.rsplit("/", 1)[0] for root in roots} <= node_dirs
+    assert all(root.endswith(f"/{sim.name}-scratch") for root in roots)
+    assert {rec["staging"] for rec in scratch_records(sim)} == {"copy"}
+
+
+def test_visibility_lag_below_latency_wait_succeeds(render, snakemake, tmp_path):
+    repo = render()
+    run = snakemake(repo, "--profile", "profiles/cluster-sim", "results/samples/alpha.summary.json",
+                    env=sim_env(tmp_path, SIM_VISIBILITY_LAG=3))
+    assert (repo / "results/samples/alpha.summary.json").is_file()
+    assert all(r["faults"].get("visibility_lag") for r in scheduler_records(repo)), run.output[-500:]
+
+
+def test_visibility_lag_above_latency_wait_fails_then_a_rerun_after_the_lag_completes(render, snakemake, tmp_path):
+    repo = render()
+    lag = 14  # profiles/cluster-sim sets latency-wait 10
+    target = ["results/samples/alpha.summary.json", "publish"]
+    run = snakemake(repo, "--profile", "profiles/cluster-sim", *target, env=sim_env(tmp_path, SIM_VISIBILITY_LAG=lag),
+                    check=False)
+    assert run.returncode != 0
+    assert "MissingOutputException" in run.output and "--latency-wait" in run.output
+    assert not (repo / "publish").exists(), "nothing is published after a failed run"
+    held = repo / "work/tokens/alpha.tokens"
+    deadline = time.monotonic() + lag + 60
+    while not held.exists() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert held.exists(), "the late file arrived once the lag passed"
+    snakemake(repo, "--profile", "profiles/cluster-sim", *target, env=sim_env(tmp_path))
+    assert (repo / "publish/current/samples/alpha.summary.json").is_file()
+
+
+def test_killed_job_leaves_no_partial_output_and_rerun_incomplete_recovers(render, snakemake, tmp_path):
+    repo = render()
+    run = snakemake(repo, "--profile", "profiles/cluster-sim", "results/tables/summary.tsv",
+                    env=sim_env(tmp_path, SIM_KILL_JOB=1, SIM_KILL_AFTER=0.3), check=False)
+    assert run.returncode != 0
+    killed = [r for r in scheduler_records(repo) if r.get("signal") or r["state"] == "failed"]
+    assert killed, "the scheduler killed a job"
+    assert not (repo / "results/tables/summary.tsv").exists()
+    for path in (repo / "results").rglob("*") if (repo / "results").exists() else []:
+        if path.is_file():
+            json.loads(path.read_text())  # whatever exists is whole
+    snakemake(repo, "--profile", "profiles/cluster-sim", "--rerun-incomplete", "results/tables/summary.tsv",
+              env=sim_env(tmp_path))
+    assert (repo / "results/tables/summary.tsv").read_text().count("\n") == 4
+
+
+def test_lost_status_answers_do_not_stop_the_run(render, snakemake, tmp_path):
+    repo = render()
+    snakemake(repo, "--profile", "profiles/cluster-sim", "results/samples/beta.summary.json",
+              env=sim_env(tmp_path, SIM_LOST_STATUS=3))
+    assert (repo / "results/samples/beta.summary.json").is_file()
+
+
+@pytest.mark.parametrize("context", CONTEXTS)
+def test_every_profile_dry_runs_cleanly(render, snakemake, tmp_path, context):
+    repo = render()
+    run = snakemake(repo, "--profile", f"profiles/{context}", "-n", "all", "publish", env=sim_env(tmp_path))
+    assert "publish" in run.output and "tokenize" in run.output
+    assert not (repo / "results").exists() and not (repo / "publish").exists()
+    assert not [p for p in repo.iterdir() if "$" in p.name or "{" in p.name], "no literal variable folders"
+
+
+def test_slurm_profile_dry_run_shows_site_resources(render, tmp_path):
+    repo = render(slurm_account="proj42", slurm_partition="short")
+    run = run_command([tool("snakemake"), "--profile", "profiles/slurm", "-n", "results/tables/summary.tsv"],
+                      cwd=repo, env=isolated_env(tmp_path), timeout=300)
+    assert run.returncode == 0, repr(run)
+    assert "slurm_account=proj42" in run.output and "slurm_partition=short" in run.output
+    assert "runtime=15" in run.output and "mem_mb=512" in run.output, "per-rule values from workflow/profiles/default"
