@@ -15,6 +15,10 @@ LICENSE = "{{ cookiecutter.license }}"
 CI = "{{ cookiecutter.ci }}"
 INIT_GIT = "{{ cookiecutter.init_git }}"
 SLUG = "{{ cookiecutter.project_slug }}"
+# cruft (create, update, diff) adds _commit to the context. It writes .cruft.json after this hook and
+# renders throwaway copies to diff, so a git repository made here would miss .cruft.json (create) or
+# put .git/ into the diff and break the update (update): under cruft, git init is left to the user.
+UNDER_CRUFT = "{{ cookiecutter._commit | default('') }}" != ""
 
 # option value -> paths that only belong to that value
 CI_FILES = {
@@ -90,7 +94,9 @@ def main():
     prune_unselected()
     set_run_bits()
     render_docs()
-    if INIT_GIT == "yes":
+    if INIT_GIT == "yes" and UNDER_CRUFT:
+        print("cruft: skipped git init; run git init and commit everything, .cruft.json included.")
+    elif INIT_GIT == "yes":
         init_git()
     print(f"\nCreated {SLUG}. Next:\n")
     print(f"  cd {SLUG}")

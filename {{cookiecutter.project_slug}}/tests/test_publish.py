@@ -9,8 +9,9 @@ import sys
 import time
 from pathlib import Path
 
-import publish
 import pytest
+
+import publish
 from publish import PublishError
 
 PUBLISH_PY = Path(publish.__file__)

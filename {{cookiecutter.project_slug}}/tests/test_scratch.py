@@ -8,6 +8,7 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
+
 import scratch
 from scratch import ScratchError, ScratchJob, bring_back, expand_root, read_records, resolve_root, scratch_job
 

@@ -536,10 +536,10 @@ def supervise(state_dir: str, jobid: str) -> int:
         if delay > 0:
             time.sleep(delay)
         left = _restore_outputs(held)
-        update_record(state_dir, jobid, held=left, visible_time=time.time())
-        if not left:
+        if not left:  # before visible_time is recorded, so a reader who sees it finds held/<id>/ gone
             with contextlib.suppress(OSError):
                 os.rmdir(os.path.join(state_dir, "held", jobid))
+        update_record(state_dir, jobid, held=left, visible_time=time.time())
     return 0
 
 

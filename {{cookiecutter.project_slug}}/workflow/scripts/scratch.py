@@ -12,9 +12,10 @@ Mechanism only (stdlib, no Snakemake import), used two ways:
 What it guarantees:
 
 * The job works in its own directory under the scratch root. The root is
-  policy: it comes from the job's ``resources.tmpdir`` (set by the profile) and
-  is expanded *here, inside the job*, so ``${SLURM_TMPDIR:-/tmp}`` names the
-  execution node's scratch, not the submit host's.
+  policy: it comes from the job's ``resources.tmpdir``, which the profile sets
+  as an expression Snakemake evaluates inside the job (on the execution node).
+  Any ``$VAR`` or ``${VAR:-fallback}`` still left in it is expanded here, in
+  the job; an unset variable without a fallback is an error, never a folder.
 * Inputs are mirrored at their workdir-relative paths (``link``: symlinks,
   ``copy``: size-checked copies). Logs are symlinked to their durable paths,
   so a log never dies with the scratch dir.
