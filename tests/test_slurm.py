@@ -1,0 +1,154 @@
+"""The generated example on a real single-node Slurm, through snakemake-executor-plugin-slurm.
+
+`profiles/slurm` is used as generated, rendered with the answers a team at this "site" would give
+(account testacct, partition debug). Overrides on the command line, each because a one-node test
+cluster differs from a real site:
+  --slurm-init-seconds-before-status-checks 2   test jobs take seconds, not the 40 s a real site waits
+  --latency-wait 10                             one local disk, no shared-filesystem lag to absorb
+  --jobs 2                                      one node with 2 cores
+The site's node-local scratch variable is rendered as TEST_NODE_SCRATCH (cluster_scratch_env) and
+exported by the test; sbatch propagates it into jobs (--export=ALL), as a site prolog would set it.
+(Slurm does not pass SLURM_* variables from the submitting environment, so SLURM_TMPDIR can't be used here.)
+
+Locally these tests skip with a reason when no cluster answers; in CI (REQUIRE_SLURM=1, set by
+.ci/run after tests/slurm/up.sh) a missing cluster is a failure.
+"""
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+
+import pytest
+from conftest import isolated_env, run_command, tool
+from test_scratch_and_publish_e2e import add_fault_rules, wait_for
+
+pytestmark = [pytest.mark.slurm, pytest.mark.xdist_group("slurm"), pytest.mark.timeout(1200)]
+OVERRIDES = ["--slurm-init-seconds-before-status-checks", "2", "--latency-wait", "10", "--jobs", "2"]
+SITE = {"slurm_account": os.environ.get("SLURM_TEST_ACCOUNT", "testacct"),
+        "slurm_partition": os.environ.get("SLURM_TEST_PARTITION", "debug"), "cluster_scratch_env": "TEST_NODE_SCRATCH"}
+
+
+def cluster_state():
+    if not shutil.which("sinfo"):
+        return None
+    try:
+        proc = subprocess.run(["sinfo", "-h", "-o", "%T"], capture_output=True, text=True, timeout=15)
+    except (subprocess.TimeoutExpired, OSError):
+        return None
+    states = proc.stdout.split()
+    return states if proc.returncode == 0 and any(s.rstrip("*") in {"idle", "mixed", "allocated"} for s in states) else None
+
+
+@pytest.fixture(scope="module", autouse=True)
+def slurm_cluster():
+    if cluster_state() is None:
+        reason = "no Slurm cluster reachable (start one with: sudo bash tests/slurm/up.sh)"
+        if os.environ.get("REQUIRE_SLURM"):
+            pytest.fail(f"REQUIRE_SLURM is set but {reason}")
+        pytest.skip(reason)
+
+
+def cancel_all():
+    subprocess.run(["scancel", "-u", os.environ.get("USER", "root")], capture_output=True, timeout=30)
+
+
+def slurm_env(tmp_path):
+    node = tmp_path / "node-scratch"
+    node.mkdir(exist_ok=True)
+    return isolated_env(tmp_path, TEST_NODE_SCRATCH=str(node))
+
+
+def run_slurm(repo, tmp_path, *args, check=True, timeout=300):
+    run = run_command([tool("snakemake"), "--profile", "profiles/slurm", *OVERRIDES, *args], cwd=repo,
+                      env=slurm_env(tmp_path), timeout=timeout, on_timeout=cancel_all)
+    if check:
+        assert run.returncode == 0, repr(run)
+    return run
+
+
+def scratch_records(repo):
+    records = []
+    for log in (repo / "logs").rglob("*.log"):
+        records += [json.loads(line[10:]) for line in log.read_text().splitlines() if line.startswith("[scratch] {")]
+    return records
+
+
+def test_example_and_publish_on_slurm_match_the_local_run(render, snakemake, tmp_path):
+    local, repo = render(), render(**SITE)
+    snakemake(local, "--profile", "profiles/local")
+    t0 = time.monotonic()
+    run = run_slurm(repo, tmp_path)
+    slurm_seconds = time.monotonic() - t0
+    run_slurm(repo, tmp_path, "publish")
+    local_files = {p.relative_to(local): p.read_bytes() for p in (local / "results").rglob("*") if p.is_file()}
+    slurm_files = {p.relative_to(repo): p.read_bytes() for p in (repo / "results").rglob("*") if p.is_file()}
+    assert slurm_files == local_files
+    assert "slurm" in run.output.lower()
+    records = scratch_records(repo)
+    assert len(records) == 8 and all(r["status"] == "ok" and r["removed"] for r in records)
+    assert {r["root"] for r in records} == {str(tmp_path / "node-scratch" / f"{repo.name}-scratch")}
+    assert list((tmp_path / "node-scratch" / f"{repo.name}-scratch").iterdir()) == [], "scratch cleaned"
+    assert any((repo / "logs/slurm").rglob("*.log")), "Slurm job output under slurm-logdir"
+    manifest = json.loads((repo / "publish/current/MANIFEST.json").read_text())
+    assert manifest["provenance"]["context"] == "slurm"
+    assert subprocess.run([sys.executable, "workflow/scripts/publish.py", "verify"], cwd=repo).returncode == 0
+    print(f"\nslurm example run: {slurm_seconds:.1f} s")
+
+
+def test_sbatch_options_match_the_profile(render, tmp_path):
+    repo = render(**SITE)
+    run = run_slurm(repo, tmp_path, "--verbose", "results/samples/alpha.summary.json")
+    sbatch = [line for line in run.output.splitlines() if "sbatch" in line and "--job-name" in line]
+    assert sbatch, run.output[-3000:]
+    call = " ".join(sbatch)
+    assert f"-A '{SITE['slurm_account']}'" in call or f"--account={SITE['slurm_account']}" in call or \
+        f"-A {SITE['slurm_account']}" in call
+    assert f"-p {SITE['slurm_partition']}" in call or f"--partition={SITE['slurm_partition']}" in call or \
+        f"-p '{SITE['slurm_partition']}'" in call
+    assert re.search(r"(-t|--time)[ =]'?15'?", call), "runtime of tokenize from workflow/profiles/default"
+    assert re.search(r"--mem[ =]'?512'?", call), "mem_mb of tokenize from workflow/profiles/default"
+    assert "logs/slurm" in call, "output goes to slurm-logdir"
+
+
+def test_failing_job_on_slurm_keeps_its_scratch_dir_and_names_it_in_the_log(render, tmp_path):
+    repo = render(**SITE)
+    add_fault_rules(repo)
+    run = run_slurm(repo, tmp_path, "results/failing/x.txt", check=False)
+    assert run.returncode != 0
+    log = (repo / "logs/failing/x.log").read_text()
+    kept = re.search(r"scratch dir KEPT for debugging: (\S+) \(on host", log)
+    assert kept, log
+    assert (tmp_path / "node-scratch") in __import__("pathlib").Path(kept.group(1)).parents
+    assert __import__("pathlib").Path(kept.group(1), "results/failing/x.txt").read_text() == "partial\n"
+    assert not (repo / "results/failing").exists() or not any((repo / "results/failing").iterdir())
+
+
+def test_scancel_of_a_running_job_leaves_no_partial_output_and_rerun_incomplete_recovers(render, tmp_path):
+    repo = render(**SITE)
+    add_fault_rules(repo)
+    env = slurm_env(tmp_path)
+    # squeue status: plugin 2.8.0 does not recognise sacct's "CANCELLED by <uid>" and would wait forever
+    squeue = ["--slurm-status-command", "squeue"]
+    proc = subprocess.Popen([tool("snakemake"), "--profile", "profiles/slurm", *OVERRIDES, *squeue, "results/slow/s.bin"],
+                            cwd=repo, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            start_new_session=True)
+    try:
+        wait_for(lambda: list((tmp_path / "node-scratch").rglob("results/slow/s.bin")), timeout=300,
+                 what="the Slurm job to be writing in node scratch")
+        jobs = subprocess.run(["squeue", "-h", "-o", "%i", "-t", "RUNNING"], capture_output=True, text=True).stdout
+        assert jobs.split(), "a running Slurm job"
+        subprocess.run(["scancel", *jobs.split()], check=True, timeout=30)  # like a time limit
+        out, _ = proc.communicate(timeout=300)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, 9)
+            cancel_all()
+    assert proc.returncode != 0
+    assert not (repo / "results/slow/s.bin").exists(), "no partial output after scancel"
+    (repo / "release-s").touch()
+    run_slurm(repo, tmp_path, *squeue, "--rerun-incomplete", "results/slow/s.bin")
+    assert (repo / "results/slow/s.bin").stat().st_size == 100_000_000
