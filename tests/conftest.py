@@ -107,3 +107,12 @@ def snakemake(tmp_path):
 
 def load_json(path):
     return json.loads(Path(path).read_text())
+
+
+def pytest_report_header(config):
+    """Name the Slurm the slurm-marked tests will use (or that there is none)."""
+    try:
+        version = subprocess.run(["sinfo", "--version"], capture_output=True, text=True, timeout=10).stdout.strip()
+    except (OSError, subprocess.TimeoutExpired):
+        version = ""
+    return f"slurm: {version or 'not installed'}; REQUIRE_SLURM={os.environ.get('REQUIRE_SLURM', '')}"
