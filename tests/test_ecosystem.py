@@ -1,0 +1,299 @@
+"""The generated repository in its ecosystem, through the real tools: template updates with cruft, the
+Snakemake workflow catalog, the CI files (their commands are extracted and run), the pre-commit hooks,
+the Snakemake report and the pinned dependency files."""
+
+import os
+import re
+import shlex
+import shutil
+import sys
+import zipfile
+from pathlib import Path
+
+import pytest
+import yaml
+from conftest import DEFAULT_SLUG, TEMPLATE, isolated_env, load_json, run_command, tool
+
+# What CI runs in the generated repository, in order, for every CI service.
+CI_COMMANDS = [
+    "make setup",
+    "make lint",
+    "make test",
+    ".venv/bin/snakemake --profile profiles/ci",
+    ".venv/bin/snakemake --profile profiles/ci publish",
+    ".venv/bin/python workflow/scripts/publish.py verify",
+]
+CI_FILE = {"github": ".github/workflows/ci.yml", "gitlab": ".gitlab-ci.yml"}
+# top-level keys of .gitlab-ci.yml that are not jobs (a job may not take one of these names)
+GITLAB_GLOBAL = {
+    "default",
+    "include",
+    "stages",
+    "variables",
+    "workflow",
+    "image",
+    "services",
+    "cache",
+    "before_script",
+    "after_script",
+    "types",
+    "spec",
+}
+
+
+def git(cwd, env, *args):
+    run = run_command(["git", *args], cwd=cwd, env=env, timeout=120)
+    assert run.returncode == 0, repr(run)
+    return run.stdout.strip()
+
+
+def commit_all(cwd, env, message):
+    git(cwd, env, "add", "-A")
+    git(cwd, env, "-c", "commit.gpgsign=false", "commit", "-q", "-m", message)
+    return git(cwd, env, "rev-parse", "HEAD")
+
+
+def init_repo(cwd, env, message="Initial commit"):
+    git(cwd, env, "init", "-q", "-b", "main")
+    return commit_all(cwd, env, message)
+
+
+def template_git_copy(tmp_path, env):
+    """The template as a git repository of its own (cruft reads templates from git)."""
+    copy = tmp_path / "template"
+    ignore = shutil.ignore_patterns(".venv", "build", ".git", "__pycache__", ".pytest_cache", ".ruff_cache")
+    shutil.copytree(TEMPLATE, copy, ignore=ignore)
+    return copy, init_repo(copy, env, "Template as released")
+
+
+# --------------------------------------------------------------------------
+# updates with cruft
+# --------------------------------------------------------------------------
+def test_cruft_update_brings_template_changes_and_keeps_local_commits(tmp_path):
+    env = isolated_env(tmp_path)
+    template, first = template_git_copy(tmp_path, env)
+    cruft = tool("cruft")
+    create = run_command(
+        [cruft, "create", str(template), "--no-input", "--output-dir", str(tmp_path / "projects")],
+        cwd=tmp_path,
+        env=env,
+        timeout=300,
+    )
+    assert create.returncode == 0, repr(create)
+    repo = tmp_path / "projects" / DEFAULT_SLUG
+    state = load_json(repo / ".cruft.json")
+    assert state["template"] == str(template) and state["commit"] == first
+    assert state["context"]["cookiecutter"]["project_slug"] == DEFAULT_SLUG
+    # Under cruft the hook leaves git init to the user, so the first commit can include .cruft.json.
+    assert not (repo / ".git").exists(), create.output
+    init_repo(repo, env, "Created with cruft")
+
+    # a local change, committed in the project
+    with open(repo / "config/samples.tsv", "a") as fh:
+        fh.write("delta\tdelta.txt\tnotes\n")
+    (repo / "data/inputs/delta.txt").write_text("A fourth sample added by the team.\n")
+    commit_all(repo, env, "Add sample delta")
+
+    # a template change: an edited file and a new one
+    slug_dir = template / "{{cookiecutter.project_slug}}"
+    line = "Template change: operations note added upstream."
+    with open(slug_dir / "docs/operations.md", "a") as fh:
+        fh.write(f"\n{line}\n")
+    (slug_dir / "docs/upstream-news.md").write_text("# News from the template\n")
+    second = commit_all(template, env, "Template update")
+
+    check = run_command([cruft, "check"], cwd=repo, env=env, timeout=300)
+    assert check.returncode != 0 and "out of date" in check.output, repr(check)
+    update = run_command(
+        [cruft, "update", "--skip-apply-ask", "--allow-untracked-files"], cwd=repo, env=env, timeout=300
+    )
+    assert update.returncode == 0, repr(update)
+
+    assert (repo / "docs/operations.md").read_text().rstrip().endswith(line), "the template change arrived"
+    assert (repo / "docs/upstream-news.md").read_text() == "# News from the template\n"
+    assert (repo / "config/samples.tsv").read_text().endswith("delta\tdelta.txt\tnotes\n"), "local change kept"
+    assert (repo / "data/inputs/delta.txt").is_file()
+    assert not list(repo.rglob("*.rej")), "the update applied cleanly"
+    state = load_json(repo / ".cruft.json")
+    assert state["commit"] == second and state["context"]["cookiecutter"]["_commit"] == second
+    commit_all(repo, env, "Update from the template")
+    check = run_command([cruft, "check"], cwd=repo, env=env, timeout=300)
+    assert check.returncode == 0 and "up to date" in check.output, repr(check)
+    assert git(repo, env, "status", "--porcelain") == ""
+
+
+# --------------------------------------------------------------------------
+# Snakemake workflow catalog: standardized usage
+# --------------------------------------------------------------------------
+def test_repo_meets_the_workflow_catalog_standardized_usage_layout(render):
+    repo = render()
+    for rel in ("workflow/Snakefile", "config/README.md", ".snakemake-workflow-catalog.yml"):
+        assert (repo / rel).is_file(), rel
+    usage = yaml.safe_load((repo / ".snakemake-workflow-catalog.yml").read_text())["usage"]
+    flags = usage["mandatory-flags"]
+    assert isinstance(flags["desc"], str) and flags["desc"].strip()
+    assert re.fullmatch(r"--profile profiles/[a-z-]+", flags["flags"].strip()), flags["flags"]
+    assert (repo / flags["flags"].split()[1] / "config.yaml").is_file(), "the flag names a real profile"
+    deployment = usage["software-stack-deployment"]
+    assert {"conda", "apptainer", "apptainer+conda"} <= set(deployment)
+    assert all(isinstance(deployment[key], bool) for key in ("conda", "apptainer", "apptainer+conda"))
+    assert usage["report"] is True
+
+
+# --------------------------------------------------------------------------
+# CI of the generated repository
+# --------------------------------------------------------------------------
+def ci_commands(repo, ci):
+    """The shell commands a CI file runs, in order: GitHub `run:` steps; GitLab before_script + script."""
+    spec = yaml.safe_load((repo / CI_FILE[ci]).read_text())
+    commands = []
+    if ci == "github":
+        for job in spec["jobs"].values():
+            commands += [step["run"].strip() for step in job["steps"] if "run" in step]
+    else:
+        for name, job in spec.items():
+            if name in GITLAB_GLOBAL:
+                assert not (isinstance(job, dict) and "script" in job), f"{name!r} is a GitLab keyword, not a job name"
+                continue
+            if name.startswith(".") or not isinstance(job, dict):
+                continue  # hidden jobs (templates) do not run
+            before = job.get("before_script", spec.get("before_script", []))
+            commands += [c.strip() for c in [*before, *job["script"]]]
+    return commands
+
+
+@pytest.mark.parametrize("ci", ["github", "gitlab"])
+def test_ci_file_parses_and_runs_exactly_the_documented_commands(render, ci):
+    repo = render(ci=ci)
+    assert ci_commands(repo, ci) == CI_COMMANDS
+
+
+def test_ci_commands_succeed_in_a_fresh_checkout_with_a_real_venv(render, tmp_path):
+    repo = render(ci="github")
+    env = isolated_env(tmp_path)
+    init_repo(repo, env, "CI checkout")
+    # Like a CI runner: only the system Python on PATH; everything else comes from the .venv make setup builds.
+    env["PATH"] = os.pathsep.join(p for p in env["PATH"].split(os.pathsep) if Path(p) != Path(sys.executable).parent)
+    timeouts = {"make setup": 600, "make test": 600}
+    for command in ci_commands(repo, "github"):
+        run = run_command(
+            ["bash", "-eo", "pipefail", "-c", command], cwd=repo, env=env, timeout=timeouts.get(command, 300)
+        )
+        assert run.returncode == 0, f"CI command failed: {command}\n{run!r}"
+    assert (repo / ".venv/bin/snakemake").exists()
+    assert (repo / "publish/current/MANIFEST.json").is_file()
+
+
+# --------------------------------------------------------------------------
+# pre-commit
+# --------------------------------------------------------------------------
+def file_tags(path):
+    """The identify tags the hooks select on (text, python, yaml), as pre-commit would compute them."""
+    data = path.read_bytes()
+    tags = {"file", "binary" if b"\0" in data[:8192] else "text"}
+    if path.suffix == ".py":
+        tags.add("python")
+    elif path.suffix in (".yaml", ".yml"):
+        tags.add("yaml")
+    elif not path.suffix and os.access(path, os.X_OK) and data.startswith(b"#!"):
+        if b"python" in data.splitlines()[0]:
+            tags.add("python")
+    return tags
+
+
+def hook_files(repo, hook, tracked):
+    chosen = []
+    for rel in tracked:
+        if "files" in hook and not re.search(hook["files"], rel):
+            continue
+        if "exclude" in hook and re.search(hook["exclude"], rel):
+            continue
+        if not set(hook.get("types", ["file"])) <= file_tags(repo / rel):
+            continue
+        chosen.append(rel)
+    return chosen
+
+
+# hooks that fix in place are run in their check-only form; the others are run as configured
+CHECK_ONLY = {"ruff-check": ["ruff", "check"], "ruff-format": ["ruff", "format", "--check"]}
+
+
+def test_pre_commit_hooks_are_local_and_pass_on_the_generated_repo(render, tmp_path):
+    repo = render()
+    env = isolated_env(tmp_path)
+    init_repo(repo, env, "Generated")
+    config = yaml.safe_load((repo / ".pre-commit-config.yaml").read_text())
+    hooks = []
+    for entry in config["repos"]:
+        assert entry["repo"] == "local", entry
+        hooks += entry["hooks"]
+    assert all(hook["language"] == "system" for hook in hooks)
+    assert {h["id"] for h in hooks} >= {
+        "snakefmt",
+        "ruff-check",
+        "ruff-format",
+        "trailing-whitespace",
+        "end-of-file-fixer",
+        "check-yaml",
+    }
+    tracked = git(repo, env, "ls-files").splitlines()
+    before = {rel: (repo / rel).read_bytes() for rel in tracked}
+    for hook in hooks:
+        files = hook_files(repo, hook, tracked)
+        assert files, f"hook {hook['id']} matches no file"
+        args = shlex.split(hook["entry"])
+        if hook["id"] in CHECK_ONLY:
+            assert args[:2] == CHECK_ONLY[hook["id"]][:2], hook
+            args = CHECK_ONLY[hook["id"]]
+        run = run_command([tool(args[0]), *args[1:], *hook.get("args", []), *files], cwd=repo, env=env, timeout=300)
+        assert run.returncode == 0, f"hook {hook['id']} failed\n{run!r}"
+        changed = [rel for rel in tracked if (repo / rel).read_bytes() != before[rel]]
+        assert not changed, f"hook {hook['id']} changed {changed}"
+
+
+# --------------------------------------------------------------------------
+# Snakemake report
+# --------------------------------------------------------------------------
+def test_snakemake_report_contains_the_report_tagged_output(render, snakemake):
+    repo = render()
+    snakemake(repo, "--profile", "profiles/local")
+    snakemake(repo, "--profile", "profiles/local", "--report", "report.zip")
+    with zipfile.ZipFile(repo / "report.zip") as archive:
+        names = archive.namelist()
+        items = [n for n in names if re.fullmatch(r"report/data/raw/[^/]+/report\.html", n)]
+        assert len(items) == 1, names
+        assert archive.read(items[0]) == (repo / "results/report.html").read_bytes()
+        main = archive.read("report/report.html").decode()
+    caption = (repo / "workflow/report/report.rst").read_text().strip()
+    assert caption in main and "Summary" in main, "caption and category of results/report.html are shown"
+
+
+# --------------------------------------------------------------------------
+# dependency files
+# --------------------------------------------------------------------------
+def pins(path, separator):
+    """{lowercased package name: version} of the exact pins in a requirements file or a conda env."""
+    if path.suffix == ".txt":
+        lines = [ln.split("#", 1)[0].strip() for ln in path.read_text().splitlines()]
+        specs = [ln for ln in lines if ln]
+    else:
+        specs = yaml.safe_load(path.read_text())["dependencies"]
+    out = {}
+    for spec in specs:
+        name, sep, version = spec.partition(separator)
+        assert sep and version and not re.search(r"[=<>!~*]", version), f"{path.name}: {spec!r} is not an exact pin"
+        out[name.strip().lower().replace("_", "-")] = version.strip()
+    return out
+
+
+@pytest.mark.parametrize("python_version", ["3.11", "3.12"])
+def test_requirements_and_environment_pin_the_same_versions(render, python_version):
+    repo = render(python_version=python_version)
+    pip = pins(repo / "requirements.txt", "==")
+    conda = pins(repo / "environment.yaml", "=")
+    assert conda.pop("python") == python_version
+    assert pip == conda
+    template = pins(TEMPLATE / "requirements.txt", "==")
+    shared = set(template) & set(pip)
+    assert {"snakemake", "pyyaml", "snakefmt", "ruff"} <= shared
+    assert {name: pip[name] for name in shared} == {name: template[name] for name in shared}
