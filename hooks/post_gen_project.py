@@ -67,9 +67,12 @@ def init_git():
     env = dict(os.environ)
     # A first commit must not depend on the user's global git identity being set.
     identity = [
-        "-c", "user.name={{ cookiecutter.author_name }}",
-        "-c", "user.email={{ cookiecutter.author_email }}",
-        "-c", "commit.gpgsign=false",
+        "-c",
+        "user.name={{ cookiecutter.author_name }}",
+        "-c",
+        "user.email={{ cookiecutter.author_email }}",
+        "-c",
+        "commit.gpgsign=false",
     ]
     subprocess.run(["git", "init", "-q"], check=True, env=env)
     subprocess.run(["git", "checkout", "-q", "-b", "main"], check=True, env=env)

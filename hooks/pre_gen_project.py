@@ -9,7 +9,7 @@ import json
 import re
 import sys
 
-ANSWERS = json.loads({{ cookiecutter | tojson | tojson }})
+ANSWERS = json.loads({{cookiecutter | tojson | tojson}})
 
 CHOICES = {
     "license": ("MIT", "BSD-3-Clause", "Apache-2.0", "none"),
@@ -42,9 +42,21 @@ PATTERNS = {
 
 # the order cookiecutter.json asks the questions in (tojson sorts the answers)
 QUESTIONS = [
-    "project_name", "project_slug", "description", "author_name", "author_email", "version", "license",
-    "python_version", "ci", "slurm_account", "slurm_partition", "slurm_runtime_minutes",
-    "cluster_latency_wait", "cluster_scratch_env", "init_git",
+    "project_name",
+    "project_slug",
+    "description",
+    "author_name",
+    "author_email",
+    "version",
+    "license",
+    "python_version",
+    "ci",
+    "slurm_account",
+    "slurm_partition",
+    "slurm_runtime_minutes",
+    "cluster_latency_wait",
+    "cluster_scratch_env",
+    "init_git",
 ]
 
 

@@ -25,16 +25,16 @@ def isolated_env(tmp_path, **extra):
     """Environment with caches and cookiecutter state inside the test's tmp dir."""
     config = tmp_path / "cookiecutter-config.yaml"
     if not config.exists():
-        config.write_text(
-            f"cookiecutters_dir: {tmp_path / 'cc-templates'}\nreplay_dir: {tmp_path / 'cc-replay'}\n"
-        )
+        config.write_text(f"cookiecutters_dir: {tmp_path / 'cc-templates'}\nreplay_dir: {tmp_path / 'cc-replay'}\n")
     env = dict(os.environ)
     env.update(
         XDG_CACHE_HOME=str(tmp_path / "xdg-cache"),
         COOKIECUTTER_CONFIG=str(config),
         PATH=f"{BIN}{os.pathsep}{env.get('PATH', '')}",
-        GIT_AUTHOR_NAME="Template Test", GIT_AUTHOR_EMAIL="test@example.org",
-        GIT_COMMITTER_NAME="Template Test", GIT_COMMITTER_EMAIL="test@example.org",
+        GIT_AUTHOR_NAME="Template Test",
+        GIT_AUTHOR_EMAIL="test@example.org",
+        GIT_COMMITTER_NAME="Template Test",
+        GIT_COMMITTER_EMAIL="test@example.org",
     )
     env.update(extra)
     return env
@@ -78,8 +78,9 @@ class Run:
 
 def run_command(args, cwd, env, timeout=600, on_timeout=None):
     """Run a command in its own process group; on timeout kill the group and fail with its last lines."""
-    proc = subprocess.Popen(args, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            start_new_session=True)
+    proc = subprocess.Popen(
+        args, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True
+    )
     try:
         out, err = proc.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:
@@ -96,8 +97,13 @@ def snakemake(tmp_path):
     """snakemake(repo, *args, timeout=, check=True, env=) with the real CLI."""
 
     def _snakemake(repo, *args, timeout=600, check=True, env=None, on_timeout=None):
-        run = run_command([tool("snakemake"), *args], cwd=repo, env=env or isolated_env(tmp_path),
-                          timeout=timeout, on_timeout=on_timeout)
+        run = run_command(
+            [tool("snakemake"), *args],
+            cwd=repo,
+            env=env or isolated_env(tmp_path),
+            timeout=timeout,
+            on_timeout=on_timeout,
+        )
         if check:
             assert run.returncode == 0, repr(run)
         return run

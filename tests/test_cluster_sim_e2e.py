@@ -11,8 +11,16 @@ from conftest import isolated_env, run_command, tool
 
 pytestmark = pytest.mark.timeout(900)
 CONTEXTS = ["local", "ci", "slurm", "cluster-sim"]
-REMOTE_RULES = ["report", "summarize_sample", "summarize_sample", "summarize_sample", "summary_table", "tokenize",
-                "tokenize", "tokenize"]
+REMOTE_RULES = [
+    "report",
+    "summarize_sample",
+    "summarize_sample",
+    "summarize_sample",
+    "summary_table",
+    "tokenize",
+    "tokenize",
+    "tokenize",
+]
 
 
 def scheduler_records(repo):
@@ -64,8 +72,13 @@ def test_full_example_and_publish_under_cluster_sim_match_the_local_run(render, 
 
 def test_visibility_lag_below_latency_wait_succeeds(render, snakemake, tmp_path):
     repo = render()
-    run = snakemake(repo, "--profile", "profiles/cluster-sim", "results/samples/alpha.summary.json",
-                    env=sim_env(tmp_path, SIM_VISIBILITY_LAG=3))
+    run = snakemake(
+        repo,
+        "--profile",
+        "profiles/cluster-sim",
+        "results/samples/alpha.summary.json",
+        env=sim_env(tmp_path, SIM_VISIBILITY_LAG=3),
+    )
     assert (repo / "results/samples/alpha.summary.json").is_file()
     assert all(r["faults"].get("visibility_lag") for r in scheduler_records(repo)), run.output[-500:]
 
@@ -74,8 +87,9 @@ def test_visibility_lag_above_latency_wait_fails_then_a_rerun_after_the_lag_comp
     repo = render()
     lag = 14  # profiles/cluster-sim sets latency-wait 10
     target = ["results/samples/alpha.summary.json", "publish"]
-    run = snakemake(repo, "--profile", "profiles/cluster-sim", *target, env=sim_env(tmp_path, SIM_VISIBILITY_LAG=lag),
-                    check=False)
+    run = snakemake(
+        repo, "--profile", "profiles/cluster-sim", *target, env=sim_env(tmp_path, SIM_VISIBILITY_LAG=lag), check=False
+    )
     assert run.returncode != 0
     assert "MissingOutputException" in run.output and "--latency-wait" in run.output
     assert not (repo / "publish").exists(), "nothing is published after a failed run"
@@ -90,8 +104,14 @@ def test_visibility_lag_above_latency_wait_fails_then_a_rerun_after_the_lag_comp
 
 def test_killed_job_leaves_no_partial_output_and_rerun_incomplete_recovers(render, snakemake, tmp_path):
     repo = render()
-    run = snakemake(repo, "--profile", "profiles/cluster-sim", "results/tables/summary.tsv",
-                    env=sim_env(tmp_path, SIM_KILL_JOB=1, SIM_KILL_AFTER=0.3), check=False)
+    run = snakemake(
+        repo,
+        "--profile",
+        "profiles/cluster-sim",
+        "results/tables/summary.tsv",
+        env=sim_env(tmp_path, SIM_KILL_JOB=1, SIM_KILL_AFTER=0.3),
+        check=False,
+    )
     assert run.returncode != 0
     killed = [r for r in scheduler_records(repo) if r.get("signal") or r["state"] == "failed"]
     assert killed, "the scheduler killed a job"
@@ -99,15 +119,26 @@ def test_killed_job_leaves_no_partial_output_and_rerun_incomplete_recovers(rende
     for path in (repo / "results").rglob("*") if (repo / "results").exists() else []:
         if path.is_file():
             json.loads(path.read_text())  # whatever exists is whole
-    snakemake(repo, "--profile", "profiles/cluster-sim", "--rerun-incomplete", "results/tables/summary.tsv",
-              env=sim_env(tmp_path))
+    snakemake(
+        repo,
+        "--profile",
+        "profiles/cluster-sim",
+        "--rerun-incomplete",
+        "results/tables/summary.tsv",
+        env=sim_env(tmp_path),
+    )
     assert (repo / "results/tables/summary.tsv").read_text().count("\n") == 4
 
 
 def test_lost_status_answers_do_not_stop_the_run(render, snakemake, tmp_path):
     repo = render()
-    snakemake(repo, "--profile", "profiles/cluster-sim", "results/samples/beta.summary.json",
-              env=sim_env(tmp_path, SIM_LOST_STATUS=3))
+    snakemake(
+        repo,
+        "--profile",
+        "profiles/cluster-sim",
+        "results/samples/beta.summary.json",
+        env=sim_env(tmp_path, SIM_LOST_STATUS=3),
+    )
     assert (repo / "results/samples/beta.summary.json").is_file()
 
 
@@ -122,8 +153,12 @@ def test_every_profile_dry_runs_cleanly(render, snakemake, tmp_path, context):
 
 def test_slurm_profile_dry_run_shows_site_resources(render, tmp_path):
     repo = render(slurm_account="proj42", slurm_partition="short")
-    run = run_command([tool("snakemake"), "--profile", "profiles/slurm", "-n", "results/tables/summary.tsv"],
-                      cwd=repo, env=isolated_env(tmp_path), timeout=300)
+    run = run_command(
+        [tool("snakemake"), "--profile", "profiles/slurm", "-n", "results/tables/summary.tsv"],
+        cwd=repo,
+        env=isolated_env(tmp_path),
+        timeout=300,
+    )
     assert run.returncode == 0, repr(run)
     assert "slurm_account=proj42" in run.output and "slurm_partition=short" in run.output
     assert "runtime=15" in run.output and "mem_mb=512" in run.output, "per-rule values from workflow/profiles/default"

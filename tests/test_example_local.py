@@ -80,7 +80,11 @@ def test_generated_repo_own_test_suite_passes(render, tmp_path):
     from conftest import run_command, tool
 
     repo = render()
-    run = run_command([tool("python"), "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests"], cwd=repo,
-                      env=isolated_env(tmp_path), timeout=900)
+    run = run_command(
+        [tool("python"), "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests"],
+        cwd=repo,
+        env=isolated_env(tmp_path),
+        timeout=900,
+    )
     assert run.returncode == 0, repr(run)
     assert re.search(r"\d+ passed", run.output) and "skipped" not in run.output, run.output[-2000:]

@@ -60,11 +60,16 @@ def test_generated_readme_two_commands_set_up_and_run_the_example(render, tmp_pa
     commands = quick_start_commands(repo / "README.md")
     assert commands == ["make setup", "make run"]
     env = isolated_env(tmp_path)
-    env["PATH"] = os.pathsep.join(p for p in env["PATH"].split(os.pathsep) if not p.startswith(str(Path(sys.executable).parent)))
+    env["PATH"] = os.pathsep.join(
+        p for p in env["PATH"].split(os.pathsep) if not p.startswith(str(Path(sys.executable).parent))
+    )
     for command in commands:
         run = run_command(command.split(), cwd=repo, env=env, timeout=900)
         assert run.returncode == 0, repr(run)
     assert (repo / ".venv/bin/snakemake").exists(), "make setup installs the pinned tools into .venv"
     assert sorted(p.name for p in (repo / "results").rglob("*.json")) == [
-        "alpha.summary.json", "beta.summary.json", "gamma.summary.json"]
+        "alpha.summary.json",
+        "beta.summary.json",
+        "gamma.summary.json",
+    ]
     assert not (repo / "publish").exists()

@@ -9,23 +9,51 @@ import yaml
 from conftest import isolated_env, run_command, tool
 
 COMMON_FILES = {
-    ".gitignore", ".pre-commit-config.yaml", ".snakemake-workflow-catalog.yml", "Makefile", "README.md",
-    "environment.yaml", "pyproject.toml", "requirements.txt",
-    "config/README.md", "config/config.yaml", "config/samples.tsv",
-    "data/inputs/alpha.txt", "data/inputs/beta.txt", "data/inputs/gamma.txt",
+    ".gitignore",
+    ".pre-commit-config.yaml",
+    ".snakemake-workflow-catalog.yml",
+    "Makefile",
+    "README.md",
+    "environment.yaml",
+    "pyproject.toml",
+    "requirements.txt",
+    "config/README.md",
+    "config/config.yaml",
+    "config/samples.tsv",
+    "data/inputs/alpha.txt",
+    "data/inputs/beta.txt",
+    "data/inputs/gamma.txt",
     "docs/operations.md",
-    "profiles/ci/config.yaml", "profiles/local/config.yaml", "profiles/slurm/config.yaml",
-    "profiles/cluster-sim/config.yaml", "profiles/cluster-sim/scheduler.py",
-    "profiles/cluster-sim/submit", "profiles/cluster-sim/status", "profiles/cluster-sim/cancel",
-    "tests/conftest.py", "tests/test_cluster_sim.py", "tests/test_profiles.py", "tests/test_publish.py",
-    "tests/test_scratch.py", "tests/test_workflow.py",
-    "workflow/Snakefile", "workflow/envs/base.yaml", "workflow/profiles/default/config.yaml",
+    "profiles/ci/config.yaml",
+    "profiles/local/config.yaml",
+    "profiles/slurm/config.yaml",
+    "profiles/cluster-sim/config.yaml",
+    "profiles/cluster-sim/scheduler.py",
+    "profiles/cluster-sim/submit",
+    "profiles/cluster-sim/status",
+    "profiles/cluster-sim/cancel",
+    "tests/conftest.py",
+    "tests/test_cluster_sim.py",
+    "tests/test_profiles.py",
+    "tests/test_publish.py",
+    "tests/test_scratch.py",
+    "tests/test_workflow.py",
+    "workflow/Snakefile",
+    "workflow/envs/base.yaml",
+    "workflow/profiles/default/config.yaml",
     "workflow/report/report.rst",
-    "workflow/rules/aggregate.smk", "workflow/rules/common.smk", "workflow/rules/process.smk",
+    "workflow/rules/aggregate.smk",
+    "workflow/rules/common.smk",
+    "workflow/rules/process.smk",
     "workflow/rules/publish.smk",
-    "workflow/schemas/config.schema.yaml", "workflow/schemas/samples.schema.yaml",
-    "workflow/scripts/publish.py", "workflow/scripts/render_docs.py", "workflow/scripts/render_report.py",
-    "workflow/scripts/scratch.py", "workflow/scripts/summarize_sample.py", "workflow/scripts/summary_table.py",
+    "workflow/schemas/config.schema.yaml",
+    "workflow/schemas/samples.schema.yaml",
+    "workflow/scripts/publish.py",
+    "workflow/scripts/render_docs.py",
+    "workflow/scripts/render_report.py",
+    "workflow/scripts/scratch.py",
+    "workflow/scripts/summarize_sample.py",
+    "workflow/scripts/summary_table.py",
 }
 CI_FILES = {"github": {".github/workflows/ci.yml"}, "gitlab": {".gitlab-ci.yml"}, "none": set()}
 LICENSE_FIRST_LINE = {"MIT": "MIT License", "BSD-3-Clause": "BSD 3-Clause License", "Apache-2.0": "Apache License"}
@@ -33,11 +61,22 @@ LICENSE_FIRST_LINE = {"MIT": "MIT License", "BSD-3-Clause": "BSD 3-Clause Licens
 # Every choice of every option appears at least once; no combination is invalid.
 MATRIX = [
     {},
-    {"license": "BSD-3-Clause", "ci": "gitlab", "init_git": "yes", "slurm_account": "proj42",
-     "slurm_partition": "short", "cluster_latency_wait": "120"},
+    {
+        "license": "BSD-3-Clause",
+        "ci": "gitlab",
+        "init_git": "yes",
+        "slurm_account": "proj42",
+        "slurm_partition": "short",
+        "cluster_latency_wait": "120",
+    },
     {"license": "Apache-2.0", "ci": "none", "project_name": "Métagénomique QC", "slurm_runtime_minutes": "240"},
-    {"license": "none", "ci": "github", "python_version": "3.12", "cluster_latency_wait": "0",
-     "cluster_scratch_env": "LOCAL_SCRATCH"},
+    {
+        "license": "none",
+        "ci": "github",
+        "python_version": "3.12",
+        "cluster_latency_wait": "0",
+        "cluster_scratch_env": "LOCAL_SCRATCH",
+    },
 ]
 
 
@@ -49,7 +88,9 @@ def expected_files(answers):
 
 
 def generated_files(repo):
-    return {str(p.relative_to(repo)) for p in repo.rglob("*") if p.is_file() and ".git" not in p.relative_to(repo).parts}
+    return {
+        str(p.relative_to(repo)) for p in repo.rglob("*") if p.is_file() and ".git" not in p.relative_to(repo).parts
+    }
 
 
 @pytest.fixture(params=MATRIX, ids=lambda a: ",".join(f"{k}={v}" for k, v in a.items()) or "defaults")

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from conftest import isolated_env, tool
 
-SLOW_RULES = '''
+SLOW_RULES = """
 
 rule slow_writer:
     output:
@@ -38,7 +38,7 @@ rule failing:
         "logs/failing/{name}.log",
     shell:
         scratch("exec 2> {log:q}; echo partial > {output:q}; echo boom >&2; exit 7")
-'''
+"""
 
 
 def add_fault_rules(repo: Path) -> None:
@@ -67,11 +67,19 @@ def test_killed_run_leaves_no_partial_output_and_rerun_incomplete_recovers(rende
     node_tmp = tmp_path / "node-tmp"
     node_tmp.mkdir()
     env = isolated_env(tmp_path, TMPDIR=str(node_tmp))
-    proc = subprocess.Popen([tool("snakemake"), "--profile", "profiles/local", "results/slow/a.bin"], cwd=repo,
-                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    proc = subprocess.Popen(
+        [tool("snakemake"), "--profile", "profiles/local", "results/slow/a.bin"],
+        cwd=repo,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
     try:
-        partial = wait_for(lambda: [p for p in node_tmp.rglob("results/slow/a.bin") if p.stat().st_size > 0],
-                           what="the job to be mid-write in scratch")[0]
+        partial = wait_for(
+            lambda: [p for p in node_tmp.rglob("results/slow/a.bin") if p.stat().st_size > 0],
+            what="the job to be mid-write in scratch",
+        )[0]
         os.killpg(proc.pid, signal.SIGKILL)  # the whole run: snakemake and its job, like a lost node
         proc.wait(timeout=30)
     finally:
@@ -91,9 +99,15 @@ def test_job_process_killed_mid_write_fails_cleanly(render, snakemake, tmp_path)
     node_tmp = tmp_path / "node-tmp"
     node_tmp.mkdir()
     env = isolated_env(tmp_path, TMPDIR=str(node_tmp))
-    proc = subprocess.Popen([tool("snakemake"), "--profile", "profiles/local", "results/slow/b.bin"], cwd=repo,
-                            env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                            start_new_session=True)
+    proc = subprocess.Popen(
+        [tool("snakemake"), "--profile", "profiles/local", "results/slow/b.bin"],
+        cwd=repo,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
     wait_for(lambda: [p for p in node_tmp.rglob("results/slow/b.bin") if p.stat().st_size > 0], what="mid-write")
     head = subprocess.run(["pgrep", "-f", "-n", "while \\[ ! -e .*release-b"], capture_output=True, text=True)
     shell_pids = [int(p) for p in head.stdout.split()]
@@ -121,8 +135,9 @@ def test_failing_job_keeps_scratch_names_it_in_the_log_and_writes_nothing_to_res
     kept_dir = Path(kept[0].split("KEPT for debugging: ")[1].split(" (on host")[0])
     assert kept_dir.parent == node_tmp / f"{repo.name}-scratch"
     assert (kept_dir / "results/failing/x.txt").read_text() == "partial\n"
-    listing = subprocess.run([sys.executable, "workflow/scripts/scratch.py", "kept"], cwd=repo, capture_output=True,
-                             text=True, check=True)
+    listing = subprocess.run(
+        [sys.executable, "workflow/scripts/scratch.py", "kept"], cwd=repo, capture_output=True, text=True, check=True
+    )
     assert str(kept_dir) in listing.stdout
 
 
@@ -174,8 +189,17 @@ def test_concurrent_publish_commands_end_cleanly_with_one_release(render, snakem
     repo = render()
     snakemake(repo, "--profile", "profiles/local")
     env = isolated_env(tmp_path)
-    procs = [subprocess.Popen([tool("snakemake"), "--profile", "profiles/local", "--nolock", "publish"], cwd=repo,
-                              env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) for _ in range(2)]
+    procs = [
+        subprocess.Popen(
+            [tool("snakemake"), "--profile", "profiles/local", "--nolock", "publish"],
+            cwd=repo,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        for _ in range(2)
+    ]
     outputs = [p.communicate(timeout=300)[0] for p in procs]
     assert [p.returncode for p in procs] == [0, 0], outputs
     assert sum("published new release" in o for o in outputs) == 1
@@ -186,8 +210,12 @@ def test_concurrent_publish_commands_end_cleanly_with_one_release(render, snakem
 def test_publish_refuses_a_publish_set_entry_outside_results(render, snakemake):
     repo = render()
     rules = repo / "workflow/rules/publish.smk"
-    rules.write_text(rules.read_text().replace('"report.html": "results/report.html",',
-                                               '"report.html": "results/report.html",\n    "cfg": "config/config.yaml",'))
+    rules.write_text(
+        rules.read_text().replace(
+            '"report.html": "results/report.html",',
+            '"report.html": "results/report.html",\n    "cfg": "config/config.yaml",',
+        )
+    )
     run = snakemake(repo, "--profile", "profiles/local", "-n", "publish", check=False)
     assert run.returncode != 0
     assert "'cfg' -> 'config/config.yaml' is not under results/" in run.output

@@ -28,8 +28,11 @@ from test_scratch_and_publish_e2e import add_fault_rules, wait_for
 
 pytestmark = [pytest.mark.slurm, pytest.mark.xdist_group("slurm"), pytest.mark.timeout(1200)]
 OVERRIDES = ["--slurm-init-seconds-before-status-checks", "2", "--latency-wait", "10", "--jobs", "2"]
-SITE = {"slurm_account": os.environ.get("SLURM_TEST_ACCOUNT", "testacct"),
-        "slurm_partition": os.environ.get("SLURM_TEST_PARTITION", "debug"), "cluster_scratch_env": "TEST_NODE_SCRATCH"}
+SITE = {
+    "slurm_account": os.environ.get("SLURM_TEST_ACCOUNT", "testacct"),
+    "slurm_partition": os.environ.get("SLURM_TEST_PARTITION", "debug"),
+    "cluster_scratch_env": "TEST_NODE_SCRATCH",
+}
 
 
 def cluster_state():
@@ -40,7 +43,11 @@ def cluster_state():
     except (subprocess.TimeoutExpired, OSError):
         return None
     states = proc.stdout.split()
-    return states if proc.returncode == 0 and any(s.rstrip("*") in {"idle", "mixed", "allocated"} for s in states) else None
+    return (
+        states
+        if proc.returncode == 0 and any(s.rstrip("*") in {"idle", "mixed", "allocated"} for s in states)
+        else None
+    )
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -63,8 +70,13 @@ def slurm_env(tmp_path):
 
 
 def run_slurm(repo, tmp_path, *args, check=True, timeout=300):
-    run = run_command([tool("snakemake"), "--profile", "profiles/slurm", *OVERRIDES, *args], cwd=repo,
-                      env=slurm_env(tmp_path), timeout=timeout, on_timeout=cancel_all)
+    run = run_command(
+        [tool("snakemake"), "--profile", "profiles/slurm", *OVERRIDES, *args],
+        cwd=repo,
+        env=slurm_env(tmp_path),
+        timeout=timeout,
+        on_timeout=cancel_all,
+    )
     if check:
         assert run.returncode == 0, repr(run)
     return run
@@ -107,10 +119,16 @@ def test_sbatch_options_match_the_profile(render, tmp_path):
     sbatch = [line for line in run.output.splitlines() if "sbatch" in line and "--job-name" in line]
     assert sbatch, run.output[-3000:]
     call = " ".join(sbatch)
-    assert f"-A '{SITE['slurm_account']}'" in call or f"--account={SITE['slurm_account']}" in call or \
-        f"-A {SITE['slurm_account']}" in call
-    assert f"-p {SITE['slurm_partition']}" in call or f"--partition={SITE['slurm_partition']}" in call or \
-        f"-p '{SITE['slurm_partition']}'" in call
+    assert (
+        f"-A '{SITE['slurm_account']}'" in call
+        or f"--account={SITE['slurm_account']}" in call
+        or f"-A {SITE['slurm_account']}" in call
+    )
+    assert (
+        f"-p {SITE['slurm_partition']}" in call
+        or f"--partition={SITE['slurm_partition']}" in call
+        or f"-p '{SITE['slurm_partition']}'" in call
+    )
     assert re.search(r"(-t|--time)[ =]'?15'?", call), "runtime of tokenize from workflow/profiles/default"
     assert re.search(r"--mem[ =]'?512'?", call), "mem_mb of tokenize from workflow/profiles/default"
     assert "logs/slurm" in call, "output goes to slurm-logdir"
@@ -135,12 +153,21 @@ def test_scancel_of_a_running_job_leaves_no_partial_output_and_rerun_incomplete_
     env = slurm_env(tmp_path)
     # squeue status: plugin 2.8.0 does not recognise sacct's "CANCELLED by <uid>" and would wait forever
     squeue = ["--slurm-status-command", "squeue"]
-    proc = subprocess.Popen([tool("snakemake"), "--profile", "profiles/slurm", *OVERRIDES, *squeue, "results/slow/s.bin"],
-                            cwd=repo, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                            start_new_session=True)
+    proc = subprocess.Popen(
+        [tool("snakemake"), "--profile", "profiles/slurm", *OVERRIDES, *squeue, "results/slow/s.bin"],
+        cwd=repo,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
     try:
-        wait_for(lambda: list((tmp_path / "node-scratch").rglob("results/slow/s.bin")), timeout=300,
-                 what="the Slurm job to be writing in node scratch")
+        wait_for(
+            lambda: list((tmp_path / "node-scratch").rglob("results/slow/s.bin")),
+            timeout=300,
+            what="the Slurm job to be writing in node scratch",
+        )
         jobs = subprocess.run(["squeue", "-h", "-o", "%i", "-t", "RUNNING"], capture_output=True, text=True).stdout
         assert jobs.split(), "a running Slurm job"
         subprocess.run(["scancel", *jobs.split()], check=True, timeout=30)  # like a time limit

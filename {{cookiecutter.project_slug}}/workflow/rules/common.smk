@@ -61,7 +61,37 @@ CONFIG_SHA256 = hashlib.sha256(
 # --------------------------------------------------------------------------
 # the sample sheet: validated before any job runs
 # --------------------------------------------------------------------------
-SAMPLE_ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+SAMPLE_ID_REGEX = r"[A-Za-z0-9][A-Za-z0-9_.-]*"
+SAMPLE_ID_PATTERN = re.compile(f"^{SAMPLE_ID_REGEX}$")
+SAMPLES_SCHEMA = Path(workflow.basedir) / "schemas" / "samples.schema.yaml"
+
+
+def _row_checker(schema_path):
+    """check(row) -> the first schema problem of a sheet row, or None.
+
+    Fills in the schema's defaults, as snakemake.utils.validate() does. That
+    function re-reads and re-compiles the schema on every call (milliseconds
+    per row, minutes for 10,000 samples), so the schema is loaded once here.
+    """
+    import jsonschema
+    import yaml
+
+    with open(schema_path, encoding="utf-8") as fh:
+        schema = yaml.safe_load(fh)
+    validator = jsonschema.Draft202012Validator(schema)
+    defaults = {
+        key: spec["default"]
+        for key, spec in schema.get("properties", {}).items()
+        if "default" in spec
+    }
+
+    def check(row):
+        for key, value in defaults.items():
+            row.setdefault(key, value)
+        error = jsonschema.exceptions.best_match(validator.iter_errors(row))
+        return None if error is None else error.message
+
+    return check
 
 
 def load_samples(sheet_path, input_dir):
@@ -79,6 +109,7 @@ def load_samples(sheet_path, input_dir):
     with open(sheet, newline="", encoding="utf-8") as fh:
         rows = list(csv.DictReader(fh, delimiter="\t"))
     problems, samples = [], {}
+    check_row = _row_checker(SAMPLES_SCHEMA)
     if not rows:
         problems.append(
             f"{sheet}: no samples (expected a header line and one row per sample)"
@@ -92,13 +123,10 @@ def load_samples(sheet_path, input_dir):
         row = {key: value.strip() for key, value in row.items()}
         sample = row.get("sample", "")
         where = f"{sheet} line {lineno} (sample {sample!r})"
-        try:
-            validate(row, "../schemas/samples.schema.yaml")
-        except WorkflowError as exc:
+        problem = check_row(row)
+        if problem:
             problems.append(
-                f"{where}: does not match workflow/schemas/samples.schema.yaml: {exc}".splitlines()[
-                    0
-                ]
+                f"{where}: does not match workflow/schemas/samples.schema.yaml: {problem}"
             )
             continue
         if not SAMPLE_ID_PATTERN.match(sample):
@@ -137,13 +165,22 @@ SAMPLES = load_samples(config["samples"], config["input_dir"])
 SAMPLE_IDS = sorted(SAMPLES)
 
 
+def _sample_row(wildcards):
+    try:
+        return SAMPLES[wildcards.sample]
+    except KeyError:
+        raise WorkflowError(
+            f"sample {wildcards.sample!r} is not in the sample sheet {config['samples']}"
+        ) from None
+
+
 def sample_file(wildcards):
     """The input file of one sample (the only way rules reach the sheet)."""
-    return SAMPLES[wildcards.sample]["file"]
+    return _sample_row(wildcards)["file"]
 
 
 def sample_group(wildcards):
-    return SAMPLES[wildcards.sample]["group"]
+    return _sample_row(wildcards)["group"]
 
 
 # --------------------------------------------------------------------------

@@ -38,12 +38,10 @@ import os
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 
 STAGING_MODES = ("link", "copy")
@@ -108,10 +106,15 @@ def resolve_root(value: str | None, env: dict | None = None) -> Path:
     return Path(root)
 
 
+def hostname() -> str:
+    """This node's name, as socket.gethostname() gives it, without importing socket."""
+    return os.uname().nodename
+
+
 def job_dir_name(rule: str, wildcards: str) -> str:
     """rule, wildcards and host, made safe for a directory name."""
     label = re.sub(r"[^A-Za-z0-9_.=-]+", "_", wildcards).strip("_")[:80]
-    host = re.sub(r"[^A-Za-z0-9_.-]+", "_", socket.gethostname())[:32]
+    host = re.sub(r"[^A-Za-z0-9_.-]+", "_", hostname())[:32]
     parts = [rule or "job", label, host]
     return ".".join(p for p in parts if p) + "."
 
@@ -145,27 +148,33 @@ def tree_size(path: Path) -> tuple[int, int]:
     return total, files
 
 
-def copy_verified(src: Path, dst: Path) -> int:
-    """Copy a file's bytes and mode, fsync, and check the size; return bytes."""
+def copy_verified(src: Path, dst: Path, durable: bool = True) -> int:
+    """Copy a file's bytes and mode, fsync (if durable), and check the size; return bytes.
+
+    Staging into scratch passes ``durable=False``: a scratch copy never outlives a
+    crash that would need the fsync (the job reruns in a new scratch dir).
+    """
     shutil.copyfile(src, dst)
     shutil.copymode(src, dst)
-    _fsync_path(dst)
+    if durable:
+        _fsync_path(dst)
     want, got = os.stat(src).st_size, os.stat(dst).st_size
     if want != got:
         raise ScratchError(f"size check failed for {dst}: expected {want} bytes, found {got}")
     return got
 
 
-def _copytree_verified(src: Path, dst: Path) -> int:
+def _copytree_verified(src: Path, dst: Path, durable: bool = True) -> int:
     total = 0
     dst.mkdir()
     for entry in sorted(src.iterdir()):
         target = dst / entry.name
         if entry.is_dir():
-            total += _copytree_verified(entry, target)
+            total += _copytree_verified(entry, target, durable)
         else:
-            total += copy_verified(entry, target)
-    _fsync_dir(dst)
+            total += copy_verified(entry, target, durable)
+    if durable:
+        _fsync_dir(dst)
     return total
 
 
@@ -253,19 +262,25 @@ def _flatten(items) -> list[str]:
     return out
 
 
-@dataclass
 class ScratchJob:
-    rule: str
-    wildcards: str
-    inputs: list[str]
-    outputs: list[str]
-    logs: list[str] = field(default_factory=list)
-    root: str | None = None
-    staging: str = "link"
-    on_failure: str = "keep"
-    workdir: Path = field(default_factory=Path.cwd)
-
-    def __post_init__(self):
+    # A plain class, not a dataclass: importing dataclasses (and inspect) would add
+    # milliseconds of start-up to every wrapped job (see the template's docs/performance.md).
+    def __init__(
+        self,
+        rule: str,
+        wildcards: str,
+        inputs: list[str],
+        outputs: list[str],
+        logs: list[str] | None = None,
+        root: str | None = None,
+        staging: str = "link",
+        on_failure: str = "keep",
+        workdir: Path | None = None,
+    ):
+        self.rule, self.wildcards, self.root = rule, wildcards, root
+        self.inputs, self.outputs, self.logs = inputs, outputs, logs or []
+        self.staging, self.on_failure = staging, on_failure
+        self.workdir = Path.cwd() if workdir is None else workdir
         if self.staging not in STAGING_MODES:
             raise ScratchError(
                 f"scratch_staging={self.staging!r} is not one of {', '.join(STAGING_MODES)} (set it in the profile's default-resources)"
@@ -345,11 +360,11 @@ class ScratchJob:
         if self.staging == "link":
             target.symlink_to(source.resolve())
         elif source.is_dir():
-            copied = _copytree_verified(source, target)
+            copied = _copytree_verified(source, target, durable=False)
             if copied != size:
                 raise ScratchError(f"staging {src}: copied {copied} of {size} bytes")
         else:
-            copy_verified(source, target)
+            copy_verified(source, target, durable=False)
         self.stats["in_bytes"] += size
         self.stats["in_files"] += files
 
@@ -390,7 +405,7 @@ class ScratchJob:
             if keep:
                 msg = (
                     f"job failed ({reason}); scratch dir KEPT for debugging: {self.dir} "
-                    f"(on host {socket.gethostname()}). Remove it with: rm -rf '{self.dir}' "
+                    f"(on host {hostname()}). Remove it with: rm -rf '{self.dir}' "
                     "or list all kept dirs with: python workflow/scripts/scratch.py kept"
                 )
             else:
@@ -404,7 +419,7 @@ class ScratchJob:
             "rule": self.rule,
             "wildcards": self.wildcards,
             "status": status,
-            "host": socket.gethostname(),
+            "host": hostname(),
             "dir": str(self.dir),
             "root": str(self.dir.parent) if self.dir else None,
             "staging": self.staging,
@@ -582,7 +597,7 @@ def _cmd_kept(args) -> int:
     for rec in read_records(args.logdir):
         if rec.get("status") == "failed" and not rec.get("removed"):
             kept[rec["dir"]] = rec
-    here = socket.gethostname()
+    here = hostname()
     for path, rec in sorted(kept.items()):
         exists = Path(path).exists()
         where = "here" if rec.get("host") == here else f"on host {rec.get('host')}"

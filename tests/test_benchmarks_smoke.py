@@ -1,0 +1,55 @@
+"""`make bench` at tiny sizes: every benchmark runs end to end and reports its ratios.
+
+This checks that the benchmark code works against the current template (render, real snakemake CLI,
+wrapper, publish, simulated cluster); it does not check the numbers, which mean nothing at these sizes.
+"""
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from conftest import isolated_env
+
+ROOT = Path(__file__).resolve().parents[1]
+DOC = ROOT / "docs/performance.md"
+BENCHMARKS = ("overhead", "staging", "publish", "dag", "cluster")
+
+pytestmark = pytest.mark.xdist_group("benchmarks-smoke")  # one smoke run, shared by the tests below
+
+
+@pytest.fixture(scope="module")
+def smoke(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("bench-smoke")
+    doc_before = DOC.read_bytes() if DOC.exists() else None
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks/run.py"), "--smoke", "--no-write", "--tmp-dir", str(tmp)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=isolated_env(tmp),
+    )
+    doc_after = DOC.read_bytes() if DOC.exists() else None
+    return proc, tmp, doc_before, doc_after
+
+
+def test_smoke_run_of_all_five_benchmarks_exits_zero(smoke):
+    proc = smoke[0]
+    assert proc.returncode == 0, (proc.stdout + proc.stderr)[-4000:]
+
+
+@pytest.mark.parametrize("benchmark", BENCHMARKS)
+def test_smoke_run_prints_a_ratio_for_each_benchmark(smoke, benchmark):
+    proc = smoke[0]
+    assert re.search(rf"^ratio\[{benchmark}\] .+ = \d+\.\d+x ", proc.stdout, re.M), proc.stdout[-4000:]
+
+
+def test_smoke_run_never_writes_the_performance_doc(smoke):
+    _, _, before, after = smoke
+    assert before == after
+
+
+def test_smoke_run_removes_its_temp_dir(smoke):
+    tmp = smoke[1]
+    assert not any(p.name.startswith("template-bench-") for p in tmp.iterdir())
