@@ -37,8 +37,8 @@ test: $(STAMP)
 	PATH="$(BIN):$$PATH" $(BIN)/python -m pytest $(PYTEST_ARGS)
 
 lint: $(STAMP)
-	$(BIN)/ruff check hooks tests benchmarks
-	$(BIN)/ruff format --check hooks tests benchmarks
+	$(BIN)/ruff check tests benchmarks
+	$(BIN)/ruff format --check tests benchmarks
 	rm -rf build/lint
 	$(BIN)/cookiecutter . --no-input -o build/lint init_git=no
 	cd build/lint/$(DEMO_SLUG) && PATH="$(BIN):$$PATH" $(MAKE) --no-print-directory lint
