@@ -268,6 +268,20 @@ def test_snakemake_report_contains_the_report_tagged_output(render, snakemake):
     assert caption in main and "Summary" in main, "caption and category of results/report.html are shown"
 
 
+def test_snakemake_report_shows_the_published_manifest(render, snakemake):
+    repo = render()
+    snakemake(repo, "--profile", "profiles/local")
+    snakemake(repo, "--profile", "profiles/local", "publish")
+    snakemake(repo, "--profile", "profiles/local", "release_manifest")
+    snakemake(repo, "--profile", "profiles/local", "--report", "report.zip", "all", "release_manifest")
+    with zipfile.ZipFile(repo / "report.zip") as archive:
+        items = [n for n in archive.namelist() if re.fullmatch(r"report/data/raw/[^/]+/MANIFEST\.json", n)]
+        assert len(items) == 1
+        assert archive.read(items[0]) == (repo / "publish/current/MANIFEST.json").read_bytes()
+        assert "Release" in archive.read("report/report.html").decode()
+    assert not [p for p in (repo / "results").rglob("*MANIFEST*")], "the report copy stays out of results/"
+
+
 # --------------------------------------------------------------------------
 # dependency files
 # --------------------------------------------------------------------------

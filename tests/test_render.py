@@ -41,7 +41,7 @@ COMMON_FILES = {
     "workflow/Snakefile",
     "workflow/envs/base.yaml",
     "workflow/profiles/default/config.yaml",
-    "workflow/report/report.rst",
+    "workflow/report/manifest.rst", "workflow/report/report.rst",
     "workflow/rules/aggregate.smk",
     "workflow/rules/common.smk",
     "workflow/rules/process.smk",

@@ -36,3 +36,24 @@ rule publish:
         snakemake_version=SNAKEMAKE_VERSION,
     script:
         "../scripts/publish.py"
+
+
+# The current release's manifest, for the Snakemake report. Run after publish:
+# snakemake --profile profiles/local --report report.zip all release_manifest
+# It copies into logs/, never into results/ or publish/, so it changes no contract.
+rule release_manifest:
+    input:
+        "publish/current/MANIFEST.json",
+    output:
+        report(
+            "logs/publish/MANIFEST.json",
+            caption="../report/manifest.rst",
+            category="Release",
+        ),
+    log:
+        "logs/publish/release_manifest.log",
+    localrule: True
+    conda:
+        "../envs/base.yaml"
+    shell:
+        "cp {input:q} {output:q} 2> {log:q}"
