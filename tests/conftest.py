@@ -122,3 +122,47 @@ def pytest_report_header(config):
     except (OSError, subprocess.TimeoutExpired):
         version = ""
     return f"slurm: {version or 'not installed'}; REQUIRE_SLURM={os.environ.get('REQUIRE_SLURM', '')}"
+
+
+def scratch_records(repo, skip=("slurm",)):
+    """The wrapper's `[scratch]` JSON records from the job logs under logs/.
+
+    Slurm job output under logs/slurm/ repeats each job's stderr, records included, so it is skipped.
+    """
+    records = []
+    for log in (Path(repo) / "logs").rglob("*.log"):
+        if set(skip) & set(log.relative_to(Path(repo) / "logs").parts):
+            continue
+        prefix = "[scratch] {"
+        records += [json.loads(line[10:]) for line in log.read_text().splitlines() if line.startswith(prefix)]
+    return records
+
+
+@pytest.fixture
+def node_scratch(tmp_path):
+    """(dir, env): a "node-local" temp dir and an environment whose TMPDIR points at it."""
+    node = tmp_path / "node-tmp"
+    node.mkdir()
+    return node, isolated_env(tmp_path, TMPDIR=str(node))
+
+
+def start_snakemake(repo, env, *args, log=None):
+    """Start the snakemake CLI in its own process group (so a test can kill the whole run).
+
+    Output goes to the file `log` (read it after the run), never to a pipe: a pipe nobody reads
+    while the test polls fills up and blocks snakemake.
+    """
+    out = open(log, "w") if log else subprocess.DEVNULL  # noqa: SIM115 (closed below, the child has its copy)
+    try:
+        return subprocess.Popen(
+            [tool("snakemake"), *args],
+            cwd=repo,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            text=True,
+            start_new_session=True,
+        )
+    finally:
+        if log:
+            out.close()

@@ -7,7 +7,7 @@ import sys
 import time
 
 import pytest
-from conftest import isolated_env, run_command, tool
+from conftest import isolated_env, run_command, scratch_records, tool
 
 pytestmark = pytest.mark.timeout(900)
 CONTEXTS = ["local", "ci", "slurm", "cluster-sim"]
@@ -34,13 +34,6 @@ def sim_env(tmp_path, **faults):
     env = isolated_env(tmp_path, SIM_NODE_SCRATCH_ROOT=str(tmp_path / "nodes"))
     env.update({k: str(v) for k, v in faults.items()})
     return env
-
-
-def scratch_records(repo):
-    out = []
-    for log in (repo / "logs").rglob("*.log"):
-        out += [json.loads(line[10:]) for line in log.read_text().splitlines() if line.startswith("[scratch] {")]
-    return out
 
 
 def results_bytes(repo):

@@ -13,7 +13,7 @@ import sys
 import time
 from pathlib import Path
 
-from conftest import isolated_env, tool
+from conftest import isolated_env, scratch_records, start_snakemake, tool
 
 SLOW_RULES = """
 
@@ -61,20 +61,11 @@ def result_files(repo):
     return sorted(str(p.relative_to(repo / "results")) for p in (repo / "results").rglob("*") if p.is_file())
 
 
-def test_killed_run_leaves_no_partial_output_and_rerun_incomplete_recovers(render, snakemake, tmp_path):
+def test_killed_run_leaves_no_partial_output_and_rerun_incomplete_recovers(render, snakemake, node_scratch):
     repo = render()
     add_fault_rules(repo)
-    node_tmp = tmp_path / "node-tmp"
-    node_tmp.mkdir()
-    env = isolated_env(tmp_path, TMPDIR=str(node_tmp))
-    proc = subprocess.Popen(
-        [tool("snakemake"), "--profile", "profiles/local", "results/slow/a.bin"],
-        cwd=repo,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
+    node_tmp, env = node_scratch
+    proc = start_snakemake(repo, env, "--profile", "profiles/local", "results/slow/a.bin")
     try:
         partial = wait_for(
             lambda: [p for p in node_tmp.rglob("results/slow/a.bin") if p.stat().st_size > 0],
@@ -93,38 +84,26 @@ def test_killed_run_leaves_no_partial_output_and_rerun_incomplete_recovers(rende
     assert (repo / "results/slow/a.bin").stat().st_size == 100_000_000
 
 
-def test_job_process_killed_mid_write_fails_cleanly(render, snakemake, tmp_path):
+def test_job_process_killed_mid_write_fails_cleanly(render, snakemake, node_scratch):
     repo = render()
     add_fault_rules(repo)
-    node_tmp = tmp_path / "node-tmp"
-    node_tmp.mkdir()
-    env = isolated_env(tmp_path, TMPDIR=str(node_tmp))
-    proc = subprocess.Popen(
-        [tool("snakemake"), "--profile", "profiles/local", "results/slow/b.bin"],
-        cwd=repo,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        start_new_session=True,
-    )
+    node_tmp, env = node_scratch
+    proc = start_snakemake(repo, env, "--profile", "profiles/local", "results/slow/b.bin")
     wait_for(lambda: [p for p in node_tmp.rglob("results/slow/b.bin") if p.stat().st_size > 0], what="mid-write")
     head = subprocess.run(["pgrep", "-f", "-n", "while \\[ ! -e .*release-b"], capture_output=True, text=True)
     shell_pids = [int(p) for p in head.stdout.split()]
     assert shell_pids, "found the job's shell"
     os.kill(shell_pids[0], signal.SIGKILL)
-    out, _ = proc.communicate(timeout=120)
+    proc.wait(timeout=120)
     assert proc.returncode != 0
     assert not (repo / "results/slow/b.bin").exists()
     assert "scratch dir KEPT" in (repo / "logs/slow_writer/b.log").read_text()
 
 
-def test_failing_job_keeps_scratch_names_it_in_the_log_and_writes_nothing_to_results(render, snakemake, tmp_path):
+def test_failing_job_keeps_scratch_names_it_in_the_log_and_writes_nothing_to_results(render, snakemake, node_scratch):
     repo = render()
     add_fault_rules(repo)
-    node_tmp = tmp_path / "node-tmp"
-    node_tmp.mkdir()
-    env = isolated_env(tmp_path, TMPDIR=str(node_tmp))
+    node_tmp, env = node_scratch
     run = snakemake(repo, "--profile", "profiles/local", "results/failing/x.txt", env=env, check=False)
     assert run.returncode != 0
     assert not (repo / "results/failing").exists() or result_files(repo) == []
@@ -141,14 +120,11 @@ def test_failing_job_keeps_scratch_names_it_in_the_log_and_writes_nothing_to_res
     assert str(kept_dir) in listing.stdout
 
 
-def test_scratch_records_show_where_each_job_worked(render, snakemake, tmp_path):
+def test_scratch_records_show_where_each_job_worked(render, snakemake, node_scratch):
     repo = render()
-    node_tmp = tmp_path / "node-tmp"
-    node_tmp.mkdir()
-    snakemake(repo, "--profile", "profiles/ci", env=isolated_env(tmp_path, TMPDIR=str(node_tmp)))
-    records = []
-    for log in (repo / "logs").rglob("*.log"):
-        records += [json.loads(line[10:]) for line in log.read_text().splitlines() if line.startswith("[scratch] {")]
+    node_tmp, env = node_scratch
+    snakemake(repo, "--profile", "profiles/ci", env=env)
+    records = scratch_records(repo)
     assert {r["rule"] for r in records} == {"tokenize", "summarize_sample", "summary_table", "report"}
     assert all(r["status"] == "ok" and r["removed"] for r in records)
     assert {r["root"] for r in records} == {str(node_tmp / f"{repo.name}-ci-scratch")}

@@ -23,7 +23,7 @@ import sys
 import time
 
 import pytest
-from conftest import isolated_env, run_command, tool
+from conftest import isolated_env, run_command, scratch_records, start_snakemake, tool
 from test_scratch_and_publish_e2e import add_fault_rules, wait_for
 
 pytestmark = [pytest.mark.slurm, pytest.mark.xdist_group("slurm"), pytest.mark.timeout(1200)]
@@ -82,15 +82,6 @@ def run_slurm(repo, tmp_path, *args, check=True, timeout=300):
     return run
 
 
-def scratch_records(repo):
-    records = []
-    for log in (repo / "logs").rglob("*.log"):
-        if "slurm" in log.relative_to(repo / "logs").parts:
-            continue  # Slurm job output repeats the job's stderr, records included
-        records += [json.loads(line[10:]) for line in log.read_text().splitlines() if line.startswith("[scratch] {")]
-    return records
-
-
 def test_example_and_publish_on_slurm_match_the_local_run(render, snakemake, tmp_path):
     local, repo = render(), render(**SITE)
     snakemake(local, "--profile", "profiles/local")
@@ -147,36 +138,51 @@ def test_failing_job_on_slurm_keeps_its_scratch_dir_and_names_it_in_the_log(rend
     assert not (repo / "results/failing").exists() or not any((repo / "results/failing").iterdir())
 
 
-def test_scancel_of_a_running_job_leaves_no_partial_output_and_rerun_incomplete_recovers(render, tmp_path):
+def running_jobs_of(repo):
+    """Ids of the RUNNING Slurm jobs whose working directory is `repo` (this test's run only)."""
+    out = subprocess.run(["squeue", "-h", "-t", "RUNNING", "-o", "%i %Z"], capture_output=True, text=True, timeout=30)
+    return [line.split()[0] for line in out.stdout.splitlines() if line.split()[1:] == [str(repo)]]
+
+
+def test_scancel_of_running_jobs_leaves_no_partial_output_retries_once_and_rerun_incomplete_recovers(render, tmp_path):
     repo = render(**SITE)
     add_fault_rules(repo)
     env = slurm_env(tmp_path)
     # squeue status: plugin 2.8.0 does not recognise sacct's "CANCELLED by <uid>" and would wait forever
     squeue = ["--slurm-status-command", "squeue"]
-    proc = subprocess.Popen(
-        [tool("snakemake"), "--profile", "profiles/slurm", *OVERRIDES, *squeue, "results/slow/s.bin"],
-        cwd=repo,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        start_new_session=True,
-    )
+    log = tmp_path / "snakemake-scancel.log"
+    proc = start_snakemake(repo, env, "--profile", "profiles/slurm", *OVERRIDES, *squeue, "results/slow/s.bin", log=log)
+    cancelled, node = [], tmp_path / "node-scratch"
     try:
-        wait_for(
-            lambda: list((tmp_path / "node-scratch").rglob("results/slow/s.bin")),
-            timeout=300,
-            what="the Slurm job to be writing in node scratch",
-        )
-        jobs = subprocess.run(["squeue", "-h", "-o", "%i", "-t", "RUNNING"], capture_output=True, text=True).stdout
-        assert jobs.split(), "a running Slurm job"
-        subprocess.run(["scancel", *jobs.split()], check=True, timeout=30)  # like a time limit
-        out, _ = proc.communicate(timeout=300)
+        # The profile's `retries: 1` resubmits a cancelled job once (preemption); cancel both attempts.
+        for attempt in (1, 2):
+            wait_for(
+                lambda n=attempt: len([p for p in node.rglob("s.bin") if p.stat().st_size > 0]) >= n,
+                timeout=300,
+                what=f"attempt {attempt} of the Slurm job to be writing in node scratch",
+            )
+            jobs = wait_for(
+                lambda done=tuple(cancelled): [j for j in running_jobs_of(repo) if j not in done],
+                timeout=60,
+                what="its running job id",
+            )
+            subprocess.run(["scancel", *jobs], check=True, timeout=30)  # like a time limit
+            cancelled += jobs
+            assert not (repo / "results/slow/s.bin").exists(), f"no partial output after scancel {attempt}"
+        try:
+            proc.wait(timeout=300)
+        except subprocess.TimeoutExpired:
+            queue = subprocess.run(["squeue", "-a", "-t", "all"], capture_output=True, text=True).stdout
+            pytest.fail(
+                f"snakemake did not end after cancelling {cancelled}; squeue:\n{queue}\n{log.read_text()[-3000:]}"
+            )
     finally:
         if proc.poll() is None:
             os.killpg(proc.pid, 9)
             cancel_all()
-    assert proc.returncode != 0
+    output = log.read_text()
+    assert proc.returncode != 0, output[-3000:]
+    assert len(cancelled) == 2 and "Trying to restart job" in output, "the profile's one retry was used"
     assert not (repo / "results/slow/s.bin").exists(), "no partial output after scancel"
     (repo / "release-s").touch()
     run_slurm(repo, tmp_path, *squeue, "--rerun-incomplete", "results/slow/s.bin")
