@@ -153,8 +153,9 @@ class Context:
         )
         return env
 
-    def render(self, out: Path) -> Path:
+    def render(self, out: Path, **answers: str) -> Path:
         cmd = [tool("cookiecutter"), str(self.template), "--no-input", "-o", str(out), "init_git=no"]
+        cmd += [f"{key}={value}" for key, value in answers.items()]
         self.run(cmd, cwd=self.tmp, timeout=300)
         (repo,) = [p for p in out.iterdir() if p.is_dir()]
         return repo

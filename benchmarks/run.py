@@ -4,10 +4,15 @@
     python benchmarks/run.py                  # full sizes (make bench), writes docs/performance.md
     python benchmarks/run.py --smoke --no-write
     python benchmarks/run.py --only dag --no-write --samples 10 1000
+    python benchmarks/run.py --smoke --only slurm    # needs a Slurm cluster (tests/slurm/up.sh)
 
 The template is rendered into a fresh temp dir with the real cookiecutter; every measurement uses the
 real ``snakemake`` CLI (the one next to this interpreter) in subprocesses. Each benchmark prints a
 table and ``ratio[<name>] ...`` lines with the target and PASS or MISS.
+
+The ``slurm`` benchmark needs a reachable Slurm cluster. A full run without one reports it as not run
+(with the reason, also in the doc); ``--only slurm`` without one fails. Smoke runs leave it out unless
+named with ``--only``, so that ``make test`` never puts benchmark jobs on the cluster its Slurm tests use.
 """
 
 from __future__ import annotations
@@ -26,10 +31,11 @@ import bench_cluster
 import bench_dag
 import bench_overhead
 import bench_publish
+import bench_slurm
 import bench_staging
 from harness import MB, ROOT, BenchError, Context, Result, fmt_load, load, machine
 
-BENCHMARKS = ("overhead", "staging", "publish", "dag", "cluster")
+BENCHMARKS = ("overhead", "staging", "publish", "dag", "cluster", "slurm")
 DOC = ROOT / "docs/performance.md"
 FINDINGS = Path(__file__).with_name("findings.md")
 
@@ -43,7 +49,9 @@ FULL = dict(
     samples=[10, 1_000, 10_000],
     cluster_jobs=200,
     # chosen so the whole run stays near 11 minutes on 2 cores (docs/performance.md gives the time)
-    repeats=dict(overhead=5, shadow=2, staging=6, publish_small=3, publish_big=2, dag=3, dag_largest=2, cluster=1),
+    repeats=dict(
+        overhead=5, shadow=2, staging=6, publish_small=3, publish_big=2, dag=3, dag_largest=2, cluster=1, slurm=2
+    ),
 )
 SMOKE = dict(
     jobs=5,
@@ -54,7 +62,9 @@ SMOKE = dict(
     big_mb=1,
     samples=[10, 20],
     cluster_jobs=10,
-    repeats=dict(overhead=1, shadow=1, staging=1, publish_small=1, publish_big=1, dag=1, dag_largest=1, cluster=1),
+    repeats=dict(
+        overhead=1, shadow=1, staging=1, publish_small=1, publish_big=1, dag=1, dag_largest=1, cluster=1, slurm=1
+    ),
 )
 
 
@@ -103,6 +113,8 @@ def run_one(name: str, ctx: Context, s: dict) -> Result:
         largest = max(s["samples"])
         dag_reps = {n: reps["dag_largest"] if n == largest else reps["dag"] for n in s["samples"]}
         return bench_dag.run(ctx, s["samples"], dag_reps)
+    if name == "slurm":
+        return bench_slurm.run(ctx, reps["slurm"], with_generated=not ctx.smoke)
     return bench_cluster.run(ctx, s["cluster_jobs"], reps["cluster"])
 
 
@@ -141,7 +153,9 @@ def print_result(result: Result, smoke: bool) -> None:
     sys.stdout.flush()
 
 
-def render_doc(results: list[Result], info: dict, started: dt.datetime, total: float, s: dict, ctx: Context) -> str:
+def render_doc(
+    results: list[Result], info: dict, started: dt.datetime, total: float, s: dict, ctx: Context, not_run: dict
+) -> str:
     verdicts = [(r, c) for r in results for c in r.checks if c.ok is not None]
     verdicts += [(r, r.checks[0]) for r in results if all(c.ok is None for c in r.checks)]  # no target: headline
     summary = md_table(
@@ -151,8 +165,9 @@ def render_doc(results: list[Result], info: dict, started: dt.datetime, total: f
     lines = [
         "# Performance",
         "",
-        "What the template's mechanisms (the scratch wrapper, publication, the sample-sheet helpers and the",
-        "simulated cluster) cost, measured against plain baselines on one machine. This page is written by",
+        "What the template's mechanisms (the scratch wrapper, publication, the sample-sheet helpers, the",
+        "simulated cluster and `profiles/slurm` on a real Slurm) cost, measured against plain baselines on one",
+        "machine. This page is written by",
         "`make bench` (`python benchmarks/run.py`); rerun it after changing `workflow/scripts/scratch.py`,",
         "`workflow/scripts/publish.py`, `workflow/rules/common.smk` or a profile. `make test` runs the same",
         "code at tiny sizes (`tests/test_benchmarks_smoke.py`), which checks that it works, not the numbers.",
@@ -222,6 +237,8 @@ def render_doc(results: list[Result], info: dict, started: dt.datetime, total: f
             "",
             *[f"- {n}" for n in r.notes],
         ]
+    for name, reason in not_run.items():
+        lines += ["", f"## {name}: not measured in this run", "", f"Not run: {reason}."]
     if FINDINGS.is_file():
         lines += ["", FINDINGS.read_text().strip()]
     return "\n".join(lines) + "\n"
@@ -242,7 +259,14 @@ def main(argv=None) -> int:
     args = parse_args(argv)
     write = not (args.no_write or args.smoke or args.only)
     s = sizes(args)
-    chosen = [b for b in BENCHMARKS if not args.only or b in args.only]
+    chosen = [b for b in BENCHMARKS if (b in args.only if args.only else not (args.smoke and b == "slurm"))]
+    not_run = {"slurm": reason} if "slurm" in chosen and (reason := bench_slurm.cluster_unavailable()) else {}
+    if not_run and args.only:  # asked for by name: a missing cluster is an error, found before any work
+        print(f"slurm benchmark cannot run: {not_run['slurm']}", file=sys.stderr)
+        return 1
+    for name, reason in not_run.items():
+        print(f"{name}: not run: {reason}", file=sys.stderr)
+    chosen = [b for b in chosen if b not in not_run]
     started = dt.datetime.now(dt.UTC)
     t0 = time.perf_counter()
     tmp = Path(tempfile.mkdtemp(prefix="template-bench-", dir=args.tmp_dir))
@@ -281,7 +305,7 @@ def main(argv=None) -> int:
         return 1
     if write:
         DOC.parent.mkdir(parents=True, exist_ok=True)
-        DOC.write_text(render_doc(results, info, started, total, s, ctx))
+        DOC.write_text(render_doc(results, info, started, total, s, ctx, not_run))
         print(f"wrote {DOC.relative_to(ROOT)}")
     return 0
 

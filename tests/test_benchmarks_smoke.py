@@ -53,3 +53,23 @@ def test_smoke_run_never_writes_the_performance_doc(smoke):
 def test_smoke_run_removes_its_temp_dir(smoke):
     tmp = smoke[1]
     assert not any(p.name.startswith("template-bench-") for p in tmp.iterdir())
+
+
+def test_smoke_run_leaves_the_slurm_benchmark_out_so_make_test_puts_no_jobs_on_the_cluster(smoke):
+    proc = smoke[0]
+    assert "ratio[slurm]" not in proc.stdout and "== 6." not in proc.stdout
+
+
+def test_slurm_benchmark_asked_for_without_a_cluster_fails_at_once_with_how_to_start_one(tmp_path):
+    env = isolated_env(tmp_path)
+    env["PATH"] = str(Path(sys.executable).parent)  # no sinfo on PATH: no cluster to reach
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks/run.py"), "--smoke", "--only", "slurm", "--tmp-dir", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=env,
+    )
+    assert proc.returncode == 1
+    assert "slurm benchmark cannot run" in proc.stderr and "tests/slurm/up.sh" in proc.stderr, proc.stderr
+    assert not any(p.name.startswith("template-bench-") for p in tmp_path.iterdir()), "nothing rendered"

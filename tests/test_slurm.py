@@ -21,6 +21,7 @@ import shutil
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 from conftest import isolated_env, run_command, scratch_records, start_snakemake, tool
@@ -133,8 +134,8 @@ def test_failing_job_on_slurm_keeps_its_scratch_dir_and_names_it_in_the_log(rend
     log = (repo / "logs/failing/x.log").read_text()
     kept = re.search(r"scratch dir KEPT for debugging: (\S+) \(on host", log)
     assert kept, log
-    assert (tmp_path / "node-scratch") in __import__("pathlib").Path(kept.group(1)).parents
-    assert __import__("pathlib").Path(kept.group(1), "results/failing/x.txt").read_text() == "partial\n"
+    assert (tmp_path / "node-scratch") in Path(kept.group(1)).parents
+    assert Path(kept.group(1), "results/failing/x.txt").read_text() == "partial\n"
     assert not (repo / "results/failing").exists() or not any((repo / "results/failing").iterdir())
 
 
@@ -187,3 +188,20 @@ def test_scancel_of_running_jobs_leaves_no_partial_output_retries_once_and_rerun
     (repo / "release-s").touch()
     run_slurm(repo, tmp_path, *squeue, "--rerun-incomplete", "results/slow/s.bin")
     assert (repo / "results/slow/s.bin").stat().st_size == 100_000_000
+
+
+def test_slurm_benchmark_smoke_run_reports_the_slurm_to_local_ratio_without_touching_the_doc(tmp_path):
+    doc = Path(__file__).resolve().parents[1] / "docs/performance.md"
+    before = doc.read_bytes()
+    proc = subprocess.run(
+        [sys.executable, "benchmarks/run.py", "--smoke", "--only", "slurm", "--no-write", "--tmp-dir", str(tmp_path)],
+        cwd=doc.parents[1],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env=isolated_env(tmp_path),
+    )
+    assert proc.returncode == 0, (proc.stdout + proc.stderr)[-4000:]
+    assert re.search(r"^ratio\[slurm\] .+ / local \(wall\) = \d+\.\d+x ", proc.stdout, re.M), proc.stdout[-4000:]
+    assert "slurm-wlm" in proc.stdout, "the Slurm version is named in the result"
+    assert doc.read_bytes() == before
