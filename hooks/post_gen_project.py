@@ -60,6 +60,19 @@ def set_run_bits():
             path.chmod(mode | stat.S_IXUSR | stat.S_IXGRP | stat.S_IXOTH)
 
 
+# Caches that tools leave in a template checkout (someone ran pytest, ruff or snakemake inside the
+# template's project folder) and that render_docs() below may create: never part of a new project.
+TOOL_CACHES = {"__pycache__", ".pytest_cache", ".ruff_cache", ".mypy_cache", ".snakemake"}
+
+
+def remove_tool_caches():
+    for path in sorted(Path(".").rglob("*"), key=lambda p: len(p.parts)):
+        if path.name in TOOL_CACHES and path.is_dir():
+            shutil.rmtree(path, ignore_errors=True)
+        elif path.suffix == ".pyc" and path.is_file():
+            path.unlink()
+
+
 def init_git():
     if shutil.which("git") is None:
         print("WARNING: init_git=yes but git is not installed; skipped git init.", file=sys.stderr)
@@ -97,6 +110,7 @@ def main():
     prune_unselected()
     set_run_bits()
     render_docs()
+    remove_tool_caches()
     if INIT_GIT == "yes" and UNDER_CRUFT:
         print("cruft: skipped git init; run git init and commit everything, .cruft.json included.")
     elif INIT_GIT == "yes":

@@ -3,6 +3,7 @@
 import csv
 import json
 import re
+import shutil
 from collections import Counter
 from pathlib import Path
 
@@ -88,3 +89,13 @@ def test_generated_repo_own_test_suite_passes(render, tmp_path):
     )
     assert run.returncode == 0, repr(run)
     assert re.search(r"\d+ passed", run.output) and "skipped" not in run.output, run.output[-2000:]
+
+
+def test_run_without_a_profile_stops_before_any_job_and_names_the_repositorys_contexts(render, snakemake):
+    repo = render()
+    shutil.copytree(repo / "profiles/local", repo / "profiles/site-b")  # a context a team added: offer it too
+    run = snakemake(repo, "--cores", "1", check=False)
+    assert run.returncode != 0
+    assert "No operating context" in run.output
+    assert "--profile profiles/<context>, one of: ci, cluster-sim, local, site-b, slurm" in run.output, run.output
+    assert not (repo / "results").exists() and not (repo / "publish").exists()

@@ -1,7 +1,10 @@
 """The pre-generation hook rejects bad answers clearly and leaves nothing behind."""
 
+import shutil
+from pathlib import Path
+
 import pytest
-from conftest import render_template
+from conftest import TEMPLATE, render_template
 
 
 @pytest.mark.parametrize(
@@ -67,3 +70,24 @@ def test_init_git_yes_makes_one_clean_commit(render):
     assert len(log.stdout.splitlines()) == 1
     status = subprocess.run(["git", "status", "--porcelain"], cwd=repo, capture_output=True, text=True, check=True)
     assert status.stdout == "", "everything generated is committed"
+
+
+def test_tool_caches_in_the_template_checkout_do_not_reach_the_generated_repository(tmp_path):
+    template = tmp_path / "template"
+    template.mkdir()
+    for name in ("cookiecutter.json", "hooks", "{{cookiecutter.project_slug}}"):
+        source = Path(TEMPLATE) / name
+        (shutil.copytree if source.is_dir() else shutil.copy2)(source, template / name)
+    project = template / "{{cookiecutter.project_slug}}"
+    planted = ["workflow/scripts/__pycache__/scratch.cpython-311.pyc", ".pytest_cache/README.md"]
+    planted += [".ruff_cache/CACHEDIR.TAG", ".snakemake/log/old.snakemake.log", "tests/stray.pyc"]
+    for rel in planted:
+        (project / rel).parent.mkdir(parents=True, exist_ok=True)
+        (project / rel).write_bytes(b"left by a tool\n")
+    proc, out = render_template(tmp_path, template=template, init_git="no")
+    assert proc.returncode == 0, proc.stderr
+    (repo,) = out.iterdir()
+    assert (repo / "workflow/scripts/scratch.py").is_file()
+    caches = {"__pycache__", ".pytest_cache", ".ruff_cache", ".snakemake"}
+    left = [str(p.relative_to(repo)) for p in repo.rglob("*") if p.name in caches or p.suffix == ".pyc"]
+    assert left == [], f"tool caches copied into the new project: {left}"

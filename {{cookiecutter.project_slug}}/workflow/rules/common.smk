@@ -36,9 +36,14 @@ _missing_policy = [
 ]
 if _missing_policy:
     _names = ", ".join(_missing_policy)
+    # every context this repository has, a team's own included
+    _contexts = sorted(
+        p.parent.name
+        for p in (Path(workflow.basedir).parent / "profiles").glob("*/config.yaml")
+    )
     raise WorkflowError(
         f"No operating context: the scratch policy ({_names}) comes from a profile. "
-        "Run with --profile profiles/<context> (local, ci, slurm or cluster-sim); "
+        f"Run with --profile profiles/<context>, one of: {', '.join(_contexts)}; "
         "see docs/operations.md."
     )
 
