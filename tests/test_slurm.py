@@ -190,6 +190,27 @@ def test_scancel_of_running_jobs_leaves_no_partial_output_retries_once_and_rerun
     assert (repo / "results/slow/s.bin").stat().st_size == 100_000_000
 
 
+def test_real_time_limit_ends_the_job_as_timeout_via_sacct_keeps_its_half_written_scratch_and_rerun_recovers(
+    render, tmp_path
+):
+    repo = render(**SITE)
+    add_fault_rules(repo)
+    # runtime=1: Slurm's smallest limit (minutes), for a job that would wait forever. --retries 0: one
+    # attempt shows the time limit; the profile's retry is pinned by the scancel test above.
+    limit = ["--set-resources", "slow_writer:runtime=1", "--retries", "0"]
+    run = run_slurm(repo, tmp_path, *limit, "results/slow/t.bin", check=False, timeout=600)
+    assert run.returncode != 0, run.output[-3000:]
+    assert "SLURM status is: 'TIMEOUT'" in run.output, "the plugin's default sacct status saw the time limit"
+    slurm_logs = "".join(p.read_text() for p in (repo / "logs/slurm").rglob("*.log"))
+    assert "DUE TO TIME LIMIT" in slurm_logs, slurm_logs[-2000:]
+    assert not (repo / "results/slow/t.bin").exists(), "no partial output after the time limit"
+    kept = re.search(r"scratch dir KEPT for debugging: (\S+) \(on host", (repo / "logs/slow_writer/t.log").read_text())
+    assert kept and Path(kept.group(1), "results/slow/t.bin").stat().st_size == 50_000_000, "half-written, kept"
+    (repo / "release-t").touch()
+    run_slurm(repo, tmp_path, "--rerun-incomplete", "results/slow/t.bin")
+    assert (repo / "results/slow/t.bin").stat().st_size == 100_000_000
+
+
 def test_slurm_benchmark_smoke_run_reports_the_slurm_to_local_ratio_without_touching_the_doc(tmp_path):
     doc = Path(__file__).resolve().parents[1] / "docs/performance.md"
     before = doc.read_bytes()
