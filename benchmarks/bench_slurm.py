@@ -7,7 +7,7 @@ answers a team at the test "site" gives (account, partition, the node-local scra
 
 Cases, in rotating order within each repeat, each from an empty ``results/``:
 - ``profiles/local`` (the baseline);
-- ``profiles/slurm`` with the test-cluster overrides of ``tests/test_slurm.py`` (first status check after
+- ``profiles/slurm`` with the test-cluster overrides of ``tests/slurm_cluster.py`` (as in the Slurm tests) (first status check after
   2 s instead of 40 s, ``--latency-wait 10``, ``--jobs 2``);
 - ``profiles/slurm`` as generated apart from ``--jobs 2`` (one node with 2 cores), i.e. what a user
   pays for the profile's 40 s wait before the first status check (full runs only).
@@ -21,43 +21,17 @@ import re
 import shutil
 import statistics
 import subprocess
+import sys
 
-from harness import BenchError, Check, Context, Result, Stats, load, paired
+from harness import ROOT, BenchError, Check, Context, Result, Stats, load, paired
 
-SITE = {
-    "slurm_account": os.environ.get("SLURM_TEST_ACCOUNT", "testacct"),
-    "slurm_partition": os.environ.get("SLURM_TEST_PARTITION", "debug"),
-    "cluster_scratch_env": "TEST_NODE_SCRATCH",
-}
-TEST_OVERRIDES = ["--slurm-init-seconds-before-status-checks", "2", "--latency-wait", "10", "--jobs", "2"]
-AS_GENERATED = ["--jobs", "2"]
+# The test cluster (site answers, overrides, cluster queries) is defined once, next to the tests that use it.
+sys.path.insert(0, str(ROOT / "tests"))
+from slurm_cluster import OVERRIDES, SITE, SLOTS, jobs_in, unavailable, version  # noqa: E402
+
+__all__ = ["run", "unavailable"]  # run.py asks unavailable() before it renders anything
+AS_GENERATED = ["--jobs", str(SLOTS)]
 JOB_ID = re.compile(r"SLURM jobid (\d+)")
-
-
-def cluster_unavailable() -> str | None:
-    """None when `sinfo` shows a usable node, else the reason the benchmark cannot run."""
-    if not shutil.which("sinfo"):
-        return "no Slurm client (sinfo) on PATH; start a test cluster with: sudo bash tests/slurm/up.sh"
-    try:
-        proc = subprocess.run(["sinfo", "-h", "-o", "%T"], capture_output=True, text=True, timeout=15)
-    except (subprocess.TimeoutExpired, OSError) as exc:
-        return f"sinfo did not answer ({exc}); start a test cluster with: sudo bash tests/slurm/up.sh"
-    if proc.returncode != 0 or not any(s.rstrip("*") in {"idle", "mixed", "allocated"} for s in proc.stdout.split()):
-        return f"no usable Slurm node (sinfo: {(proc.stdout + proc.stderr).strip() or 'nothing'})"
-    return None
-
-
-def _slurm_version() -> str:
-    proc = subprocess.run(["sinfo", "--version"], capture_output=True, text=True, timeout=15)
-    return proc.stdout.strip() or "unknown"
-
-
-def _cancel_jobs_in(repo) -> None:
-    """scancel the queued or running jobs whose working directory is repo (this benchmark's only)."""
-    out = subprocess.run(["squeue", "-h", "-o", "%i %Z"], capture_output=True, text=True, timeout=30).stdout
-    ids = [line.split()[0] for line in out.splitlines() if line.split()[1:] == [str(repo)]]
-    if ids:
-        subprocess.run(["scancel", *ids], capture_output=True, timeout=30)
 
 
 def _job_times(ids: list[str]) -> tuple[list[float], list[float]]:
@@ -90,7 +64,7 @@ def run(ctx: Context, repeats: int, with_generated: bool) -> Result:
     stub_dir = str(ctx.tmp / "stub-bin")
     path = os.pathsep.join(p for p in ctx.env["PATH"].split(os.pathsep) if p != stub_dir)
     env = dict(ctx.env, PATH=path, TEST_NODE_SCRATCH=str(node_scratch))
-    cases = {"local": ["--profile", "profiles/local"], "slurm": ["--profile", "profiles/slurm", *TEST_OVERRIDES]}
+    cases = {"local": ["--profile", "profiles/local"], "slurm": ["--profile", "profiles/slurm", *OVERRIDES]}
     if with_generated:
         cases["slurm-generated"] = ["--profile", "profiles/slurm", *AS_GENERATED]
     times: dict[str, list[float]] = {name: [] for name in cases}
@@ -103,8 +77,8 @@ def run(ctx: Context, repeats: int, with_generated: bool) -> Result:
             try:
                 seconds, proc = ctx.snakemake(*cases[name], cwd=repo, env=env, timeout=900)
             except BenchError:
-                if name != "local":
-                    _cancel_jobs_in(repo)
+                if name != "local" and (ids := jobs_in(repo)):
+                    subprocess.run(["scancel", *ids], capture_output=True, timeout=30)
                 raise
             times[name].append(seconds)
             if name != "local":
@@ -116,7 +90,7 @@ def run(ctx: Context, repeats: int, with_generated: bool) -> Result:
                 waits += w
                 runs += t
                 if name == "slurm" and t:
-                    busy.append(sum(t) / (seconds * 2))  # 2 = --jobs: the slots the run could keep busy
+                    busy.append(sum(t) / (seconds * SLOTS))  # the job slots the run could keep busy
     shutil.rmtree(site / "results", ignore_errors=True)
 
     local = Stats(times["local"])
@@ -136,7 +110,7 @@ def run(ctx: Context, repeats: int, with_generated: bool) -> Result:
     if busy:
         rows.append(["test overrides: job run time / (wall x 2 slots)", *Stats(busy).cells("{:.0%}"), ""])
     notes = [
-        f"{_slurm_version()}; {statistics.median(jobs_per_run):.0f} Slurm jobs per run of the example; the "
+        f"{version() or 'Slurm'}; {statistics.median(jobs_per_run):.0f} Slurm jobs per run of the example; the "
         "local profile runs the same jobs as children of one Snakemake process.",
         "Where the time goes on Slurm: every job is an `sbatch` submission and a whole Snakemake process on "
         "the node, and Snakemake learns that a job ended only at its next status check. The plugin (2.8.0) "

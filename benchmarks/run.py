@@ -260,7 +260,7 @@ def main(argv=None) -> int:
     write = not (args.no_write or args.smoke or args.only)
     s = sizes(args)
     chosen = [b for b in BENCHMARKS if (b in args.only if args.only else not (args.smoke and b == "slurm"))]
-    not_run = {"slurm": reason} if "slurm" in chosen and (reason := bench_slurm.cluster_unavailable()) else {}
+    not_run = {"slurm": reason} if "slurm" in chosen and (reason := bench_slurm.unavailable()) else {}
     if not_run and args.only:  # asked for by name: a missing cluster is an error, found before any work
         print(f"slurm benchmark cannot run: {not_run['slurm']}", file=sys.stderr)
         return 1

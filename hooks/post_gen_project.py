@@ -66,11 +66,13 @@ TOOL_CACHES = {"__pycache__", ".pytest_cache", ".ruff_cache", ".mypy_cache", ".s
 
 
 def remove_tool_caches():
-    for path in sorted(Path(".").rglob("*"), key=lambda p: len(p.parts)):
-        if path.name in TOOL_CACHES and path.is_dir():
-            shutil.rmtree(path, ignore_errors=True)
-        elif path.suffix == ".pyc" and path.is_file():
-            path.unlink()
+    for folder, dirs, files in os.walk("."):
+        for name in TOOL_CACHES.intersection(dirs):
+            shutil.rmtree(os.path.join(folder, name))
+            dirs.remove(name)  # do not walk into what is gone
+        for name in files:
+            if name.endswith(".pyc"):
+                os.remove(os.path.join(folder, name))
 
 
 def init_git():

@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import slurm_cluster
 
 TEMPLATE = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
@@ -117,11 +118,7 @@ def load_json(path):
 
 def pytest_report_header(config):
     """Name the Slurm the slurm-marked tests will use (or that there is none)."""
-    try:
-        version = subprocess.run(["sinfo", "--version"], capture_output=True, text=True, timeout=10).stdout.strip()
-    except (OSError, subprocess.TimeoutExpired):
-        version = ""
-    return f"slurm: {version or 'not installed'}; REQUIRE_SLURM={os.environ.get('REQUIRE_SLURM', '')}"
+    return f"slurm: {slurm_cluster.version() or 'not installed'}; REQUIRE_SLURM={os.environ.get('REQUIRE_SLURM', '')}"
 
 
 def scratch_records(repo, skip=("slurm",)):

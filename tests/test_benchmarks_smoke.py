@@ -19,17 +19,22 @@ BENCHMARKS = ("overhead", "staging", "publish", "dag", "cluster")
 pytestmark = pytest.mark.xdist_group("benchmarks-smoke")  # one smoke run, shared by the tests below
 
 
+def run_benchmarks(tmp, *args, env=None, timeout=300):
+    """`benchmarks/run.py ARGS` with its temp dir and caches under tmp; the CompletedProcess."""
+    return subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks/run.py"), *args, "--tmp-dir", str(tmp)],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=env or isolated_env(tmp),
+    )
+
+
 @pytest.fixture(scope="module")
 def smoke(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("bench-smoke")
     doc_before = DOC.read_bytes() if DOC.exists() else None
-    proc = subprocess.run(
-        [sys.executable, str(ROOT / "benchmarks/run.py"), "--smoke", "--no-write", "--tmp-dir", str(tmp)],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        env=isolated_env(tmp),
-    )
+    proc = run_benchmarks(tmp, "--smoke", "--no-write")
     doc_after = DOC.read_bytes() if DOC.exists() else None
     return proc, tmp, doc_before, doc_after
 
@@ -63,13 +68,7 @@ def test_smoke_run_leaves_the_slurm_benchmark_out_so_make_test_puts_no_jobs_on_t
 def test_slurm_benchmark_asked_for_without_a_cluster_fails_at_once_with_how_to_start_one(tmp_path):
     env = isolated_env(tmp_path)
     env["PATH"] = str(Path(sys.executable).parent)  # no sinfo on PATH: no cluster to reach
-    proc = subprocess.run(
-        [sys.executable, str(ROOT / "benchmarks/run.py"), "--smoke", "--only", "slurm", "--tmp-dir", str(tmp_path)],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        env=env,
-    )
+    proc = run_benchmarks(tmp_path, "--smoke", "--only", "slurm", env=env, timeout=60)
     assert proc.returncode == 1
     assert "slurm benchmark cannot run" in proc.stderr and "tests/slurm/up.sh" in proc.stderr, proc.stderr
     assert not any(p.name.startswith("template-bench-") for p in tmp_path.iterdir()), "nothing rendered"

@@ -1,8 +1,8 @@
 """The generated example on a real single-node Slurm, through snakemake-executor-plugin-slurm.
 
 `profiles/slurm` is used as generated, rendered with the answers a team at this "site" would give
-(account testacct, partition debug). Overrides on the command line, each because a one-node test
-cluster differs from a real site:
+(account testacct, partition debug). Overrides on the command line (OVERRIDES in slurm_cluster.py,
+shared with benchmark 6), each because a one-node test cluster differs from a real site:
   --slurm-init-seconds-before-status-checks 2   test jobs take seconds, not the 40 s a real site waits
   --latency-wait 10                             one local disk, no shared-filesystem lag to absorb
   --jobs 2                                      one node with 2 cores
@@ -17,7 +17,6 @@ Locally these tests skip with a reason when no cluster answers; in CI (REQUIRE_S
 import json
 import os
 import re
-import shutil
 import subprocess
 import sys
 import time
@@ -25,35 +24,16 @@ from pathlib import Path
 
 import pytest
 from conftest import isolated_env, run_command, scratch_records, start_snakemake, tool
+from slurm_cluster import OVERRIDES, SITE, jobs_in, unavailable
+from test_benchmarks_smoke import DOC, run_benchmarks
 from test_scratch_and_publish_e2e import add_fault_rules, wait_for
 
 pytestmark = [pytest.mark.slurm, pytest.mark.xdist_group("slurm"), pytest.mark.timeout(1200)]
-OVERRIDES = ["--slurm-init-seconds-before-status-checks", "2", "--latency-wait", "10", "--jobs", "2"]
-SITE = {
-    "slurm_account": os.environ.get("SLURM_TEST_ACCOUNT", "testacct"),
-    "slurm_partition": os.environ.get("SLURM_TEST_PARTITION", "debug"),
-    "cluster_scratch_env": "TEST_NODE_SCRATCH",
-}
-
-
-def cluster_state():
-    if not shutil.which("sinfo"):
-        return None
-    try:
-        proc = subprocess.run(["sinfo", "-h", "-o", "%T"], capture_output=True, text=True, timeout=15)
-    except (subprocess.TimeoutExpired, OSError):
-        return None
-    states = proc.stdout.split()
-    return (
-        states
-        if proc.returncode == 0 and any(s.rstrip("*") in {"idle", "mixed", "allocated"} for s in states)
-        else None
-    )
 
 
 @pytest.fixture(scope="module", autouse=True)
 def slurm_cluster():
-    if cluster_state() is None:
+    if unavailable():
         reason = "no Slurm cluster reachable (start one with: sudo bash tests/slurm/up.sh)"
         if os.environ.get("REQUIRE_SLURM"):
             pytest.fail(f"REQUIRE_SLURM is set but {reason}")
@@ -139,12 +119,6 @@ def test_failing_job_on_slurm_keeps_its_scratch_dir_and_names_it_in_the_log(rend
     assert not (repo / "results/failing").exists() or not any((repo / "results/failing").iterdir())
 
 
-def running_jobs_of(repo):
-    """Ids of the RUNNING Slurm jobs whose working directory is `repo` (this test's run only)."""
-    out = subprocess.run(["squeue", "-h", "-t", "RUNNING", "-o", "%i %Z"], capture_output=True, text=True, timeout=30)
-    return [line.split()[0] for line in out.stdout.splitlines() if line.split()[1:] == [str(repo)]]
-
-
 def test_scancel_of_running_jobs_leaves_no_partial_output_retries_once_and_rerun_incomplete_recovers(render, tmp_path):
     repo = render(**SITE)
     add_fault_rules(repo)
@@ -163,7 +137,7 @@ def test_scancel_of_running_jobs_leaves_no_partial_output_retries_once_and_rerun
                 what=f"attempt {attempt} of the Slurm job to be writing in node scratch",
             )
             jobs = wait_for(
-                lambda done=tuple(cancelled): [j for j in running_jobs_of(repo) if j not in done],
+                lambda done=tuple(cancelled): [j for j in jobs_in(repo, running_only=True) if j not in done],
                 timeout=60,
                 what="its running job id",
             )
@@ -212,17 +186,9 @@ def test_real_time_limit_ends_the_job_as_timeout_via_sacct_keeps_its_half_writte
 
 
 def test_slurm_benchmark_smoke_run_reports_the_slurm_to_local_ratio_without_touching_the_doc(tmp_path):
-    doc = Path(__file__).resolve().parents[1] / "docs/performance.md"
-    before = doc.read_bytes()
-    proc = subprocess.run(
-        [sys.executable, "benchmarks/run.py", "--smoke", "--only", "slurm", "--no-write", "--tmp-dir", str(tmp_path)],
-        cwd=doc.parents[1],
-        capture_output=True,
-        text=True,
-        timeout=600,
-        env=isolated_env(tmp_path),
-    )
+    before = DOC.read_bytes()
+    proc = run_benchmarks(tmp_path, "--smoke", "--only", "slurm", "--no-write", timeout=600)
     assert proc.returncode == 0, (proc.stdout + proc.stderr)[-4000:]
     assert re.search(r"^ratio\[slurm\] .+ / local \(wall\) = \d+\.\d+x ", proc.stdout, re.M), proc.stdout[-4000:]
     assert "slurm-wlm" in proc.stdout, "the Slurm version is named in the result"
-    assert doc.read_bytes() == before
+    assert DOC.read_bytes() == before

@@ -18,7 +18,8 @@ from pathlib import Path
 
 import pytest
 from conftest import TEMPLATE, run_command, scratch_records, tool
-from test_slurm import OVERRIDES, cluster_state, slurm_env
+from slurm_cluster import OVERRIDES, unavailable
+from test_slurm import slurm_env
 
 pytestmark = [pytest.mark.slurm, pytest.mark.xdist_group("slurm"), pytest.mark.timeout(1200)]
 UP = TEMPLATE / "tests/slurm/up.sh"
@@ -37,7 +38,7 @@ def switch_accounting(mode):
 @pytest.fixture(scope="module", autouse=True)
 def cluster_without_accounting():
     reason = None
-    if cluster_state() is None:
+    if unavailable():
         reason = "no Slurm cluster reachable (start one with: sudo bash tests/slurm/up.sh)"
     elif os.geteuid() != 0:
         reason = "switching the test cluster's accounting mode needs root (tests/slurm/up.sh)"
