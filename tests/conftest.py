@@ -2,6 +2,7 @@
 
 import json
 import os
+import pwd
 import shutil
 import signal
 import subprocess
@@ -15,6 +16,75 @@ TEMPLATE = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 DEFAULT_SLUG = "text-statistics-workflow"
 
+# Users are not root. When the suite runs as root (as CI does), every generated workflow runs as
+# this unprivileged user, so permission behaviour is tested as users meet it. A second user shares
+# the "node" in the tests of shared scratch roots. Not root: the suite's own user is the workflow user.
+TEST_USER = "smk-user"
+SECOND_USER = "smk-user2"
+IS_ROOT = os.geteuid() == 0
+
+
+def ensure_user(name):
+    """pwd entry of an unprivileged test user (created once per session by pytest_configure)."""
+    try:
+        return pwd.getpwnam(name)
+    except KeyError:
+        pytest.fail(f"the unprivileged test user {name} does not exist; run the suite as root to create it")
+
+
+def pytest_configure(config):
+    """As root, create the unprivileged test users once, before any test worker starts (useradd is not
+    safe to run concurrently)."""
+    if not IS_ROOT or hasattr(config, "workerinput"):
+        return
+    for name in (TEST_USER, SECOND_USER):
+        try:
+            pwd.getpwnam(name)
+        except KeyError:
+            subprocess.run(
+                ["useradd", "--no-create-home", "--home-dir", "/nonexistent", "--shell", "/usr/sbin/nologin", "-U", name],
+                check=True,
+            )
+
+
+def grant_traverse(path):
+    """Let other users reach `path` (o+x on it and every parent), as a shared install would allow."""
+    for p in [Path(path), *Path(path).parents]:
+        mode = p.stat().st_mode
+        if not mode & 0o001:
+            os.chmod(p, mode | 0o001)
+
+
+def workflow_user(name=TEST_USER):
+    """Name of the user the generated workflows run as: `name` under root, else None (the suite's own user)."""
+    if not IS_ROOT:
+        return None
+    ensure_user(name)
+    # the venv's interpreter, its standard library and the template must be reachable by that user
+    for path in (os.path.realpath(sys.executable), sys.base_prefix, BIN, TEMPLATE):
+        grant_traverse(path)
+    return name
+
+
+def as_user(user):
+    """subprocess keyword arguments that drop privileges to `user` (nothing when user is None)."""
+    if user is None:
+        return {}
+    pw = ensure_user(user)
+    return {"user": pw.pw_uid, "group": pw.pw_gid, "extra_groups": []}
+
+
+def hand_over(path, user):
+    """Make `path` (a tree) belong to `user`, and reachable by it, as a checkout of their own would be."""
+    if user is None:
+        return
+    pw = ensure_user(user)
+    grant_traverse(path)
+    for dirpath, dirs, files in os.walk(path):
+        os.chown(dirpath, pw.pw_uid, pw.pw_gid)
+        for name in dirs + files:
+            os.lchown(os.path.join(dirpath, name), pw.pw_uid, pw.pw_gid)
+
 
 def tool(name):
     """A console script of this venv (cookiecutter, snakemake, ...), else from PATH."""
@@ -23,12 +93,17 @@ def tool(name):
 
 
 def isolated_env(tmp_path, **extra):
-    """Environment with caches and cookiecutter state inside the test's tmp dir."""
+    """Environment with caches, home and cookiecutter state inside the test's tmp dir."""
     config = tmp_path / "cookiecutter-config.yaml"
     if not config.exists():
         config.write_text(f"cookiecutters_dir: {tmp_path / 'cc-templates'}\nreplay_dir: {tmp_path / 'cc-replay'}\n")
+    for private in ("xdg-cache", "home"):
+        if not (tmp_path / private).exists():
+            (tmp_path / private).mkdir()
+            hand_over(tmp_path / private, workflow_user())
     env = dict(os.environ)
     env.update(
+        HOME=str(tmp_path / "home"),
         XDG_CACHE_HOME=str(tmp_path / "xdg-cache"),
         COOKIECUTTER_CONFIG=str(config),
         PATH=f"{BIN}{os.pathsep}{env.get('PATH', '')}",
@@ -61,6 +136,7 @@ def render(tmp_path):
         proc, out = render_template(tmp_path, out=tmp_path / f"out{next(count)}", **answers)
         assert proc.returncode == 0, f"cookiecutter failed:\n{proc.stdout}\n{proc.stderr}"
         (repo,) = [p for p in out.iterdir() if p.is_dir()]
+        hand_over(out, workflow_user())  # the user's own checkout
         return repo
 
     return _render
@@ -77,10 +153,17 @@ class Run:
         return f"<Run {' '.join(map(str, self.args))} -> {self.returncode}>\n{self.output[-3000:]}"
 
 
-def run_command(args, cwd, env, timeout=600, on_timeout=None):
-    """Run a command in its own process group; on timeout kill the group and fail with its last lines."""
+def run_command(args, cwd, env, timeout=600, on_timeout=None, user=None):
+    """Run a command (as `user`, if given) in its own process group; on timeout kill the group and fail."""
     proc = subprocess.Popen(
-        args, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True
+        args,
+        cwd=cwd,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+        **as_user(user),
     )
     try:
         out, err = proc.communicate(timeout=timeout)
@@ -95,15 +178,16 @@ def run_command(args, cwd, env, timeout=600, on_timeout=None):
 
 @pytest.fixture
 def snakemake(tmp_path):
-    """snakemake(repo, *args, timeout=, check=True, env=) with the real CLI."""
+    """snakemake(repo, *args, timeout=, check=True, env=, user=) with the real CLI, as the workflow user."""
 
-    def _snakemake(repo, *args, timeout=600, check=True, env=None, on_timeout=None):
+    def _snakemake(repo, *args, timeout=600, check=True, env=None, on_timeout=None, user=TEST_USER):
         run = run_command(
             [tool("snakemake"), *args],
             cwd=repo,
             env=env or isolated_env(tmp_path),
             timeout=timeout,
             on_timeout=on_timeout,
+            user=workflow_user(user),
         )
         if check:
             assert run.returncode == 0, repr(run)
@@ -117,8 +201,12 @@ def load_json(path):
 
 
 def pytest_report_header(config):
-    """Name the Slurm the slurm-marked tests will use (or that there is none)."""
-    return f"slurm: {slurm_cluster.version() or 'not installed'}; REQUIRE_SLURM={os.environ.get('REQUIRE_SLURM', '')}"
+    """Name the Slurm the slurm-marked tests will use, and the user the workflows run as."""
+    who = f"workflows run as the unprivileged user {TEST_USER}" if IS_ROOT else "workflows run as this (non-root) user"
+    return [
+        f"slurm: {slurm_cluster.version() or 'not installed'}; REQUIRE_SLURM={os.environ.get('REQUIRE_SLURM', '')}",
+        who,
+    ]
 
 
 def scratch_records(repo, skip=("slurm",)):
@@ -135,15 +223,23 @@ def scratch_records(repo, skip=("slurm",)):
     return records
 
 
+def node_tmp(tmp_path, name="node-tmp"):
+    """A "node-local" temp dir: world-writable and sticky, like a node's /tmp."""
+    node = tmp_path / name
+    node.mkdir(exist_ok=True)
+    os.chmod(node, 0o1777)
+    grant_traverse(node)
+    return node
+
+
 @pytest.fixture
 def node_scratch(tmp_path):
     """(dir, env): a "node-local" temp dir and an environment whose TMPDIR points at it."""
-    node = tmp_path / "node-tmp"
-    node.mkdir()
+    node = node_tmp(tmp_path)
     return node, isolated_env(tmp_path, TMPDIR=str(node))
 
 
-def start_snakemake(repo, env, *args, log=None):
+def start_snakemake(repo, env, *args, log=None, user=TEST_USER):
     """Start the snakemake CLI in its own process group (so a test can kill the whole run).
 
     Output goes to the file `log` (read it after the run), never to a pipe: a pipe nobody reads
@@ -159,6 +255,7 @@ def start_snakemake(repo, env, *args, log=None):
             stderr=subprocess.STDOUT,
             text=True,
             start_new_session=True,
+            **as_user(workflow_user(user)),
         )
     finally:
         if log:
