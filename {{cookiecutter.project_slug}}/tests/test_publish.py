@@ -85,16 +85,29 @@ def test_reverting_results_reuses_the_matching_release(repo):
     assert len(publish.releases(repo / "publish")) == 2
 
 
-def test_copy_mode_copies_instead_of_linking(repo):
-    release = Path(publish.publish(ENTRIES, mode="copy")["release"])
-    assert os.stat(release / "table.tsv").st_ino != os.stat(repo / "results/tables/t.tsv").st_ino
+def test_release_is_independent_of_results_in_place_writes_and_deletion(repo):
+    result_file = repo / "results/tables/t.tsv"
+    mode_before = os.stat(result_file).st_mode
+    release = Path(publish.publish(ENTRIES)["release"])
+    assert os.stat(result_file).st_mode == mode_before, "publishing leaves results/ writable for a rebuild"
+    assert os.stat(release / "table.tsv").st_ino != os.stat(result_file).st_ino
+    with open(result_file, "w") as fh:  # a tool that rewrites its output in place
+        fh.write("rewritten\n")
+    result_file.unlink()
+    assert (release / "table.tsv").read_text() == "a\tb\n1\t2\n"
     assert publish.verify(release) == []
 
 
-def test_hardlink_mode_shares_inodes(repo):
-    result = publish.publish(ENTRIES, mode="hardlink")
-    assert result["hardlinked"] == 2
-    assert os.stat(Path(result["release"]) / "table.tsv").st_ino == os.stat(repo / "results/tables/t.tsv").st_ino
+def test_damaged_current_release_is_replaced_and_named_not_reported_unchanged(repo):
+    first = Path(publish.publish(ENTRIES)["release"])
+    os.chmod(first, 0o755)
+    (first / "report.html").unlink()
+    again = publish.publish(ENTRIES)
+    assert again["created"] and Path(again["release"]) != first
+    assert again["damaged"] and first.name in again["damaged"][0] and "missing: report.html" in again["damaged"][0]
+    assert "damaged release not reused" in publish.report(again)
+    assert (repo / "publish/current").resolve() == Path(again["release"]).resolve()
+    assert publish.verify(repo / "publish/current") == []
 
 
 @pytest.mark.parametrize(
@@ -122,31 +135,71 @@ def test_publish_refuses_symlink_that_escapes_results(repo):
         publish.publish({"link.txt": "results/link.txt"})
 
 
-@pytest.mark.parametrize("tamper", ["edit", "delete", "add", "manifest"])
-def test_verify_names_the_tampered_file(repo, tamper):
-    release = Path(publish.publish(ENTRIES, mode="copy")["release"])
-    os.chmod(release, 0o755)
-    target = release / "table.tsv"
-    os.chmod(target, 0o644)
-    if tamper == "edit":
-        target.write_text("a\tb\n1\t3\n")
-        expected = "altered: table.tsv"
-    elif tamper == "delete":
-        target.unlink()
-        expected = "missing: table.tsv"
-    elif tamper == "add":
-        (release / "extra.txt").write_text("x")
-        expected = "extra: extra.txt"
-    else:
-        m = release / "MANIFEST.json"
-        os.chmod(m, 0o644)
-        data = json.loads(m.read_text())
-        data["files"][0]["size"] += 1
-        m.write_text(json.dumps(data))
-        expected = "content_digest does not match"
+def _rewrite_manifest(release, change, update_checksums=False):
+    manifest = release / "MANIFEST.json"
+    os.chmod(manifest, 0o644)
+    data = json.loads(manifest.read_text())
+    change(data)
+    manifest.write_text(json.dumps(data))
+    if update_checksums:  # a careful forger also rewrites SHA256SUMS
+        sums = release / "SHA256SUMS"
+        os.chmod(sums, 0o644)
+        lines = [
+            (publish.sha256_file(manifest) if line.endswith("  MANIFEST.json") else line.split("  ")[0])
+            + "  "
+            + line.split("  ", 1)[1]
+            for line in sums.read_text().splitlines()
+        ]
+        sums.write_text("\n".join(lines) + "\n")
+
+
+TAMPERING = {
+    "edit": (lambda r: (r / "table.tsv").write_text("a\tb\n1\t3\n"), "altered: table.tsv"),
+    "delete": (lambda r: (r / "table.tsv").unlink(), "missing: table.tsv"),
+    "add file": (lambda r: (r / "extra.txt").write_text("x"), "extra: extra.txt"),
+    "add dir": (lambda r: (r / "empty").mkdir(), "extra: empty/"),
+    "symlink to a directory": (lambda r: (r / "evil").symlink_to("/etc"), "extra: evil (a symlink"),
+    "replace file by symlink": (
+        lambda r: ((r / "report.html").unlink(), (r / "report.html").symlink_to(r / "table.tsv")),
+        "report.html",
+    ),
+    "file list": (
+        lambda r: _rewrite_manifest(r, lambda d: d["files"][0].update(size=d["files"][0]["size"] + 1)),
+        "altered: MANIFEST.json",
+    ),
+    "provenance": (
+        lambda r: _rewrite_manifest(r, lambda d: d["provenance"].update(context="forged")),
+        "altered: MANIFEST.json (provenance edited)",
+    ),
+    "provenance and checksums": (
+        lambda r: _rewrite_manifest(r, lambda d: d["provenance"].update(context="forged"), update_checksums=True),
+        "SHA256SUMS: does not match the release name",
+    ),
+}
+
+
+@pytest.mark.parametrize("tamper", sorted(TAMPERING))
+def test_verify_names_whatever_was_tampered_with(repo, tamper):
+    release = Path(publish.publish(ENTRIES, provenance={"context": "test"})["release"])
+    for path in (release, release / "table.tsv"):
+        os.chmod(path, 0o755 if path.is_dir() else 0o644)
+    change, expected = TAMPERING[tamper]
+    change(release)
     proc = cli("verify", cwd=repo)
-    assert proc.returncode == 1
+    assert proc.returncode == 1, proc.stdout
     assert expected in proc.stderr
+
+
+@pytest.mark.parametrize("tamper", ["", "edit", "delete", "provenance"])
+def test_verify_and_sha256sum_agree(repo, tamper):
+    release = Path(publish.publish(ENTRIES, provenance={"context": "test"})["release"])
+    if tamper:
+        for path in (release, release / "table.tsv"):
+            os.chmod(path, 0o755 if path.is_dir() else 0o644)
+        TAMPERING[tamper][0](release)
+    ours = cli("verify", cwd=repo).returncode == 0
+    coreutils = subprocess.run(["sha256sum", "--quiet", "-c", "SHA256SUMS"], cwd=release, capture_output=True)
+    assert ours == (coreutils.returncode == 0) == (not tamper)
 
 
 def test_verify_passes_on_intact_release_and_fails_without_one(repo):
@@ -161,7 +214,7 @@ def test_interrupted_publish_leaves_current_intact_and_next_publish_cleans_up(re
     big = repo / "results/big.bin"
     big.write_bytes(os.urandom(1 << 20) * 300)  # 300 MB: slow enough to catch mid-copy
     entries = {"big.bin": "results/big.bin", **ENTRIES}
-    code = f"import publish; publish.publish({entries!r}, mode='copy')"
+    code = f"import publish; publish.publish({entries!r})"
     env = dict(os.environ, PYTHONPATH=str(PUBLISH_PY.parent))
     proc = subprocess.Popen([sys.executable, "-c", code], cwd=repo, env=env)
     deadline = time.monotonic() + 60

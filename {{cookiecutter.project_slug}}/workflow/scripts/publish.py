@@ -1,21 +1,24 @@
 #!/usr/bin/env python3
-"""Publish declared results as immutable, content-addressed, verifiable releases.
+"""Publish declared results as immutable, verifiable releases.
 
 Mechanism only (stdlib). The publish set itself is meaning and is declared in
-``workflow/rules/publish.smk``; the ``publish`` rule runs this file as its
-script. Layout under ``publish/``::
+``workflow/rules/publish.smk``, whose ``publish`` rule calls ``publish()``.
+Layout under ``publish/``::
 
     publish/
-      current -> releases/<UTC time>-<digest>   relative symlink, swapped atomically
-      releases/<UTC time>-<digest>/             read-only: the files + MANIFEST.json
-      .lock                                     serialises concurrent publishes
-      .staging-*                                a release being built (never read)
+      current -> releases/<UTC time>-<id>   relative symlink, swapped atomically
+      releases/<UTC time>-<id>/             read-only: the files, MANIFEST.json, SHA256SUMS
+      .lock                                 serialises concurrent publishes
+      .staging-*                            a release being built (never read)
 
-A release is built in a staging dir, fsynced, renamed into ``releases/`` and
-only then does ``current`` move (``os.replace`` of a symlink), so a reader of
-``publish/current`` sees the old complete release or the new complete one.
-The release name ends in a digest of its content: publishing the same content
-again reuses the release that holds it and creates nothing new.
+A release holds its own copies of the results (a reflink clone where the
+filesystem can, an in-kernel copy otherwise), so nothing done to ``results/``
+changes a release and nothing done to a release blocks a rebuild.
+``SHA256SUMS`` (``sha256sum -c`` format) covers every published file and
+``MANIFEST.json``; ``<id>`` is the start of the sha256 of ``SHA256SUMS``, so
+the manifest and its provenance are covered too. Publishing content that an
+intact release already holds reuses that release; a damaged one is never
+made current again.
 
 Commands (run in the repository root)::
 
@@ -32,18 +35,23 @@ import fcntl
 import hashlib
 import json
 import os
+import re
 import shutil
-import stat
 import subprocess
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path, PurePosixPath
 
 MANIFEST = "MANIFEST.json"
-MANIFEST_FORMAT = 1
+CHECKSUMS = "SHA256SUMS"
+MANIFEST_FORMAT = 2
 CHUNK = 1 << 20
 READ_ONLY_FILE = 0o444
 READ_ONLY_DIR = 0o555
+FICLONE = 0x40049409  # Linux ioctl: share the source's blocks (btrfs, XFS, ...)
+RELEASE_NAME = re.compile(r"^\d{8}T\d{6}\.\d{6}Z-(?P<id>[0-9a-f]{12})$")
+_NOT_SUPPORTED = (errno.EXDEV, errno.ENOSYS, errno.EINVAL, errno.EOPNOTSUPP, errno.ENOTTY, errno.EBADF)
 
 
 class PublishError(RuntimeError):
@@ -51,14 +59,127 @@ class PublishError(RuntimeError):
 
 
 # --------------------------------------------------------------------------
-# hashing and small helpers
+# bytes on disk
 # --------------------------------------------------------------------------
-def sha256_file(path: Path) -> str:
+def fsync(path) -> None:
+    """Flush a file or directory to disk (directories: where the filesystem allows)."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    except OSError:
+        if not os.path.isdir(path):
+            raise
+    finally:
+        os.close(fd)
+
+
+def sha256_file(path) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as fh:
         while chunk := fh.read(CHUNK):
             digest.update(chunk)
     return digest.hexdigest()
+
+
+def sha256_files(paths) -> list[str]:
+    """sha256 of each path, on all cores (hashlib releases the GIL while hashing)."""
+    paths = list(paths)
+    if len(paths) < 2:
+        return [sha256_file(p) for p in paths]
+    with ThreadPoolExecutor(max_workers=min(len(paths), os.cpu_count() or 1)) as pool:
+        return list(pool.map(sha256_file, paths))
+
+
+def clone_file(src, dst) -> None:
+    """Copy src to a new file dst: a reflink where possible, else an in-kernel copy, else read/write."""
+    with open(src, "rb") as fin, open(dst, "xb") as fout:
+        with contextlib.suppress(OSError):
+            fcntl.ioctl(fout.fileno(), FICLONE, fin.fileno())
+            return
+        size = os.fstat(fin.fileno()).st_size
+        try:
+            while size > 0 and (n := os.copy_file_range(fin.fileno(), fout.fileno(), size)):
+                size -= n
+            return
+        except OSError as exc:
+            if exc.errno not in _NOT_SUPPORTED:
+                raise
+        fin.seek(0), fout.seek(0), fout.truncate()
+        shutil.copyfileobj(fin, fout, CHUNK)
+
+
+def _identity(st: os.stat_result) -> tuple:
+    return (st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+
+
+def remove_tree(path: Path) -> None:
+    """Remove a (read-only) release or staging dir."""
+    if not path.exists():
+        return
+    for dirpath, _dirs, _files in os.walk(path):
+        os.chmod(dirpath, 0o700)
+    shutil.rmtree(path)
+
+
+def utc_stamp(moment: _dt.datetime) -> str:
+    """ISO 8601 UTC to the second, as written in manifests."""
+    return moment.astimezone(_dt.UTC).replace(microsecond=0).isoformat().replace("+00:00", "Z")
+
+
+# --------------------------------------------------------------------------
+# the publish set
+# --------------------------------------------------------------------------
+def check_publish_name(name: str) -> str:
+    p = PurePosixPath(name)
+    bad = not name or p.is_absolute() or ".." in p.parts or name != str(p) or name in (MANIFEST, CHECKSUMS)
+    if bad or "\\" in name or any(ord(c) < 32 or ord(c) == 127 for c in name):
+        raise PublishError(
+            f"published name {name!r} must be a plain relative path inside the release "
+            f"(no '..', no leading '/', no backslash or control characters, not {MANIFEST} or {CHECKSUMS})"
+        )
+    return name
+
+
+def resolve_sources(entries: dict, results_root: Path) -> list[tuple[str, str]]:
+    """(published name, real source path) for every file of the publish set.
+
+    Refuses sources outside ``results_root``, symlinks that escape it and
+    missing files, naming the entry; directories are expanded into their files.
+    """
+    root = os.path.realpath(results_root)
+    lexical_root = os.path.abspath(results_root)
+
+    def inside(path: str, top: str) -> bool:
+        return path == top or path.startswith(top.rstrip(os.sep) + os.sep)
+
+    files = []
+    for name, source in sorted(entries.items()):
+        check_publish_name(name)
+        src = os.fspath(source)
+        if not inside(os.path.abspath(src), lexical_root):
+            raise PublishError(f"refusing to publish {name!r}: {source} is not under {results_root}/")
+        if not os.path.exists(src):
+            raise PublishError(f"refusing to publish {name!r}: {source} does not exist; run the workflow first")
+        real = os.path.realpath(src)
+        if not inside(real, root):
+            raise PublishError(f"refusing to publish {name!r}: {source} is a symlink that leaves {results_root}/")
+        if not os.path.isdir(real):
+            files.append((name, real))
+            continue
+        for dirpath, dirs, names in os.walk(real):
+            for child in sorted(dirs + names):
+                path = os.path.join(dirpath, child)
+                if os.path.islink(path) and not inside(os.path.realpath(path), root):
+                    raise PublishError(f"refusing to publish {name!r}: {path} is a symlink that leaves {results_root}/")
+            for child in sorted(names):
+                rel = os.path.relpath(os.path.join(dirpath, child), real).replace(os.sep, "/")
+                files.append((check_publish_name(f"{name}/{rel}"), os.path.realpath(os.path.join(dirpath, child))))
+    seen = set()
+    for name, _ in files:
+        if name in seen:
+            raise PublishError(f"published name {name!r} is declared twice")
+        seen.add(name)
+    return files
 
 
 def content_digest(entries) -> str:
@@ -69,132 +190,11 @@ def content_digest(entries) -> str:
     return digest.hexdigest()
 
 
-def _fsync(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass  # directory fsync is refused by some filesystems
-    finally:
-        os.close(fd)
-
-
-def _copy_hashing(src: Path, dst: Path) -> str:
-    """Copy src to dst while hashing the bytes copied; return sha256.
-
-    No fsync here: publish() fsyncs every copy in one pass after the last one is
-    written (one pass lets the filesystem commit them together), before the
-    release is renamed into place.
-    """
-    digest = hashlib.sha256()
-    with open(src, "rb") as fin, open(dst, "xb") as fout:
-        while chunk := fin.read(CHUNK):
-            digest.update(chunk)
-            fout.write(chunk)
-    return digest.hexdigest()
-
-
-def _make_writable(root: Path) -> None:
-    for dirpath, dirs, _files in os.walk(root):
-        os.chmod(dirpath, stat.S_IRWXU | stat.S_IRGRP | stat.S_IXGRP | stat.S_IROTH | stat.S_IXOTH)
-        for d in dirs:
-            p = os.path.join(dirpath, d)
-            if not os.path.islink(p):
-                os.chmod(p, stat.S_IRWXU)
-
-
-def remove_tree(path: Path) -> None:
-    """Remove a (possibly read-only) release or staging dir."""
-    if not path.exists():
-        return
-    _make_writable(path)
-    shutil.rmtree(path)
-
-
-def utc_now() -> _dt.datetime:
-    return _dt.datetime.now(_dt.UTC)
-
-
-def utc_stamp(moment: _dt.datetime) -> str:
-    """ISO 8601 UTC to the second, as written in manifests."""
-    return moment.replace(microsecond=0).isoformat().replace("+00:00", "Z")
-
-
-# --------------------------------------------------------------------------
-# the publish set
-# --------------------------------------------------------------------------
-def check_publish_name(name: str) -> str:
-    p = PurePosixPath(name)
-    if not name or p.is_absolute() or ".." in p.parts or name != str(p) or name == MANIFEST:
-        raise PublishError(
-            f"published name {name!r} must be a plain relative path inside the release "
-            f"(no '..', no leading '/', not {MANIFEST})"
-        )
-    return name
-
-
-def resolve_sources(entries: dict, results_root: Path) -> list[tuple[str, Path]]:
-    """Check every declared source and expand directories into files.
-
-    Refuses sources outside ``results_root``, symlinks that escape it and
-    missing files, naming the entry.
-    """
-    root = results_root.resolve()
-    # Plain strings and one realpath() per directory: pathlib and a realpath() per file
-    # made this check most of the time of publishing 10,000 files (docs/performance.md).
-    cwd = os.getcwd()
-    lexical_root = os.path.normpath(os.path.join(cwd, results_root))
-    real_dirs: dict[str, str] = {}
-
-    def inside(path: str, top: str) -> bool:
-        return path == top or path.startswith(top.rstrip(os.sep) + os.sep)
-
-    def resolve(src: str) -> str:
-        """os.path.realpath(src); a file that is not a symlink resolves via its directory."""
-        head, tail = os.path.split(src)
-        if tail in ("", ".", "..") or os.path.islink(src):
-            return os.path.realpath(src)
-        if head not in real_dirs:
-            real_dirs[head] = os.path.realpath(head or ".")
-        return os.path.join(real_dirs[head], tail)
-
-    files: list[tuple[str, Path]] = []
-    for name, source in sorted(entries.items()):
-        check_publish_name(name)
-        src = os.fspath(source)
-        if not inside(os.path.normpath(os.path.join(cwd, src)), lexical_root):
-            raise PublishError(f"refusing to publish {name!r}: {source} is not under {results_root}/")
-        if not os.path.exists(src):
-            raise PublishError(f"refusing to publish {name!r}: {source} does not exist; run the workflow first")
-        real = resolve(src)
-        if not inside(real, str(root)):
-            raise PublishError(
-                f"refusing to publish {name!r}: {source} is a symlink that leaves {results_root}/ (points at {real})"
-            )
-        real = Path(real)
-        if real.is_dir():
-            for child in sorted(real.rglob("*")):
-                if child.is_symlink() and not child.resolve().is_relative_to(root):
-                    raise PublishError(
-                        f"refusing to publish {name!r}: {child} is a symlink that leaves {results_root}/"
-                    )
-                if child.is_file():
-                    files.append((check_publish_name(f"{name}/{child.relative_to(real).as_posix()}"), child.resolve()))
-        else:
-            files.append((name, real))
-    seen = set()
-    for name, _ in files:
-        if name in seen:
-            raise PublishError(f"published name {name!r} is declared twice")
-        seen.add(name)
-    return files
-
-
 # --------------------------------------------------------------------------
 # releases
 # --------------------------------------------------------------------------
 def read_manifest(release: Path) -> dict:
-    path = release / MANIFEST
+    path = Path(release) / MANIFEST
     try:
         return json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
@@ -203,28 +203,34 @@ def read_manifest(release: Path) -> dict:
         raise PublishError(f"{path} cannot be read as JSON: {exc}") from None
 
 
+def checksum_lines(sums: dict) -> bytes:
+    """SHA256SUMS content, as ``sha256sum`` writes it: one "<hex>  <path>" line per file, sorted."""
+    return "".join(f"{sha}  {path}\n" for path, sha in sorted(sums.items())).encode()
+
+
+def parse_checksums(data: bytes) -> dict:
+    sums = {}
+    for number, line in enumerate(data.decode("utf-8").splitlines(), start=1):
+        sha, sep, path = line.partition("  ")
+        if not sep or not re.fullmatch(r"[0-9a-f]{64}", sha):
+            raise PublishError(f"{CHECKSUMS} line {number} is not '<sha256>  <path>'")
+        sums[path] = sha
+    return sums
+
+
 def releases(publish_root: Path) -> list[Path]:
-    folder = publish_root / "releases"
+    folder = Path(publish_root) / "releases"
     if not folder.is_dir():
         return []
     return sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
 
 
 def current_release(publish_root: Path) -> Path | None:
-    link = publish_root / "current"
+    link = Path(publish_root) / "current"
     if not link.is_symlink():
         return None
-    target = (publish_root / os.readlink(link)).resolve()
+    target = (link.parent / os.readlink(link)).resolve()
     return target if target.is_dir() else None
-
-
-def _find_by_digest(publish_root: Path, digest: str) -> Path | None:
-    for release in releases(publish_root):
-        if release.name.endswith("-" + digest[:12]):
-            with contextlib.suppress(PublishError):
-                if read_manifest(release).get("content_digest") == digest:
-                    return release
-    return None
 
 
 def point_current(publish_root: Path, release: Path) -> None:
@@ -232,7 +238,7 @@ def point_current(publish_root: Path, release: Path) -> None:
     tmp = publish_root / f".current-{os.getpid()}-{os.urandom(3).hex()}"
     os.symlink(os.path.relpath(release, publish_root), tmp)
     os.replace(tmp, publish_root / "current")
-    _fsync(publish_root)
+    fsync(publish_root)
 
 
 @contextlib.contextmanager
@@ -241,173 +247,160 @@ def publish_lock(publish_root: Path, timeout: float = 600.0):
     path = publish_root / ".lock"
     fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
     deadline = time.monotonic() + timeout
-    announced = False
     try:
         while True:
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
                 break
-            except OSError as exc:
-                if exc.errno not in (errno.EAGAIN, errno.EACCES):
-                    raise
+            except BlockingIOError:
                 if time.monotonic() > deadline:
                     raise PublishError(
                         f"another publish holds {path} for more than {timeout:.0f} s; "
                         "wait for it to finish (a crashed publish releases the lock by itself)"
                     ) from None
-                if not announced:
-                    print(f"waiting for another publish to finish ({path})", file=sys.stderr, flush=True)
-                    announced = True
                 time.sleep(0.05)
-        os.ftruncate(fd, 0)
-        os.write(fd, f"{os.getpid()}\n".encode())
         yield
     finally:
         os.close(fd)  # closing releases the flock
 
 
-def _place(src: Path, dst: Path, mode: str) -> tuple[str, str]:
-    """Hardlink or copy one file; return (how, sha256 of what was placed)."""
-    if mode in ("auto", "hardlink"):
-        try:
-            before = os.stat(src)
-            os.link(src, dst)
-            after = os.stat(dst)
-            if (after.st_ino, after.st_size, after.st_mtime_ns) != (before.st_ino, before.st_size, before.st_mtime_ns):
-                raise PublishError(f"{src} changed while it was being published; rerun publish")
-            return "hardlink", ""
-        except OSError as exc:
-            if mode == "hardlink" or exc.errno not in (errno.EXDEV, errno.EPERM, errno.EMLINK, errno.ENOTSUP):
-                raise
-    return "copy", _copy_hashing(src, dst)
+def verify(release: Path) -> list[str]:
+    """Every problem of ``release``: missing, altered or extra files, directories and symlinks,
+    and a manifest that does not match its checksums or the release name. Empty: intact."""
+    release = Path(release)
+    try:
+        raw = (release / CHECKSUMS).read_bytes()
+        sums = parse_checksums(raw)
+        manifest = read_manifest(release)
+    except (OSError, PublishError) as exc:
+        return [f"{CHECKSUMS} or {MANIFEST} unreadable: {exc}"]
+    problems = []
+    match = RELEASE_NAME.match(release.resolve().name)
+    if match and hashlib.sha256(raw).hexdigest()[:12] != match["id"]:
+        problems.append(f"{CHECKSUMS}: does not match the release name {release.resolve().name} (edited)")
+    listed = {e["path"]: e for e in manifest.get("files", [])}
+    if set(listed) | {MANIFEST} != set(sums):
+        problems.append(f"{MANIFEST}: its file list differs from {CHECKSUMS} (edited)")
+    if content_digest(listed.values()) != manifest.get("content_digest"):
+        problems.append(f"{MANIFEST}: content_digest does not match its file list (edited)")
+    present = [rel for rel in sorted(sums) if (release / rel).is_file() and not (release / rel).is_symlink()]
+    problems += [f"missing: {rel}" for rel in sorted(set(sums) - set(present))]
+    for rel, sha in zip(present, sha256_files(release / rel for rel in present), strict=True):
+        if sha != sums[rel]:
+            what = f"{MANIFEST} (provenance edited)" if rel == MANIFEST else rel
+            problems.append(f"altered: {what} (sha256 differs from {CHECKSUMS})")
+    expected_dirs = {str(PurePosixPath(rel).parent) for rel in sums} - {"."}
+    expected_dirs |= {str(p) for d in expected_dirs for p in PurePosixPath(d).parents} - {"."}
+    for dirpath, dirs, names in os.walk(release):
+        for name in dirs + names:
+            rel = Path(dirpath, name).relative_to(release).as_posix()
+            if os.path.islink(os.path.join(dirpath, name)):
+                problems.append(f"extra: {rel} (a symlink; releases hold only files)")
+            elif name in dirs and rel not in expected_dirs:
+                problems.append(f"extra: {rel}/ (directory not in {CHECKSUMS})")
+            elif name in names and rel not in sums and rel != CHECKSUMS:
+                problems.append(f"extra: {rel} (not in {CHECKSUMS})")
+    return problems
 
 
-def publish(
-    entries: dict,
-    results_root: Path | str = "results",
-    publish_root: Path | str = "publish",
-    provenance: dict | None = None,
-    mode: str = "auto",
-    lock_timeout: float = 600.0,
-) -> dict:
-    """Publish ``entries`` (published name -> source under results_root).
+def _reusable_release(publish_root: Path, digest: str) -> tuple[Path | None, list[str]]:
+    """The newest intact release holding exactly this content, and the damaged ones that did."""
+    damaged = []
+    for release in reversed(releases(publish_root)):
+        with contextlib.suppress(PublishError):
+            if read_manifest(release).get("content_digest") != digest:
+                continue
+            problems = verify(release)
+            if not problems:
+                return release, damaged
+            damaged.append(f"{release.name}: {problems[0]}")
+    return None, damaged
 
-    Returns a summary dict: ``release`` (path), ``created`` (bool),
-    ``moved`` (whether ``current`` changed) and ``files``.
+
+def _write_release(staging: Path, files, entries: list[dict], provenance: dict, now) -> str:
+    """Fill ``staging`` with the files, MANIFEST.json and SHA256SUMS, all on disk; return its id."""
+    dirs = {staging}
+    for (name, src), entry in zip(files, entries, strict=True):
+        dst = staging / name
+        if dst.parent not in dirs:
+            dst.parent.mkdir(parents=True, exist_ok=True)
+            dirs.update([dst.parent, *dst.parent.parents])
+        clone_file(src, dst)
+        if _identity(os.stat(src)) != entry.pop("_identity") or os.stat(dst).st_size != entry["size"]:
+            raise PublishError(f"{src} changed while it was being published; rerun publish")
+    manifest = {
+        "format": MANIFEST_FORMAT,
+        "created": utc_stamp(now),
+        "content_digest": content_digest(entries),
+        "files": entries,
+        "provenance": provenance,
+    }
+    data = (json.dumps(manifest, indent=2, sort_keys=True) + "\n").encode()
+    (staging / MANIFEST).write_bytes(data)
+    sums = {e["path"]: e["sha256"] for e in entries} | {MANIFEST: hashlib.sha256(data).hexdigest()}
+    checksums = checksum_lines(sums)
+    (staging / CHECKSUMS).write_bytes(checksums)
+    for dirpath, subdirs, names in os.walk(staging, topdown=False):
+        for name in names:
+            fsync(os.path.join(dirpath, name))
+            os.chmod(os.path.join(dirpath, name), READ_ONLY_FILE)
+        for name in subdirs:
+            os.chmod(os.path.join(dirpath, name), READ_ONLY_DIR)
+        fsync(dirpath)
+    return hashlib.sha256(checksums).hexdigest()[:12]
+
+
+def _record_of(name: str, records: dict) -> dict:
+    for key in (name, *map(str, PurePosixPath(name).parents)):
+        if key in records:
+            return records[key]
+    return {}
+
+
+def publish(entries: dict, results_root="results", publish_root="publish", provenance=None, lock_timeout=600.0):
+    """Publish ``entries`` (published name -> source under results_root) as a release.
+
+    Returns {"release", "created", "moved", "files", "damaged"}: the release now
+    current, whether it is new, whether ``current`` changed, the number of files,
+    and the damaged releases that held the same content (never reused).
     """
-    if mode not in ("auto", "hardlink", "copy"):
-        raise PublishError(f"publish mode {mode!r} is not one of auto, hardlink, copy")
     results_root, publish_root = Path(results_root), Path(publish_root)
     files = resolve_sources(entries, results_root)
     if not files:
         raise PublishError("the publish set is empty; declare files in workflow/rules/publish.smk")
-    publish_root.mkdir(parents=True, exist_ok=True)
-    (publish_root / "releases").mkdir(exist_ok=True)
+    identities = [_identity(os.stat(src)) for _, src in files]
+    hashes = sha256_files(src for _, src in files)
+    records = (provenance or {}).get("made_by", {})  # per declared entry; a directory's files share its record
+    file_entries = [
+        {"path": name, "size": ident[1], "sha256": sha, "_identity": ident, **_record_of(name, records)}
+        for (name, _), ident, sha in zip(files, identities, hashes, strict=True)
+    ]
+    provenance = {k: v for k, v in (provenance or {}).items() if k != "made_by"}
+    digest = content_digest(file_entries)
+    (publish_root / "releases").mkdir(parents=True, exist_ok=True)
     with publish_lock(publish_root, lock_timeout):
-        for leftover in publish_root.glob(".staging-*"):  # an interrupted publish
-            print(f"removing leftover staging dir from an interrupted publish: {leftover}", file=sys.stderr)
-            remove_tree(leftover)
-        for leftover in publish_root.glob(".current-*"):
-            leftover.unlink()
-        manifest_files = [{"path": name, "size": src.stat().st_size, "sha256": sha256_file(src)} for name, src in files]
-        digest = content_digest(manifest_files)
+        for leftover in [*publish_root.glob(".staging-*"), *publish_root.glob(".current-*")]:
+            remove_tree(leftover) if leftover.is_dir() else leftover.unlink()
         current = current_release(publish_root)
-        existing = _find_by_digest(publish_root, digest)
-        if existing is not None:
-            moved = current is None or current.resolve() != existing.resolve()
-            if moved:
-                point_current(publish_root, existing)
-            return {"release": str(existing), "created": False, "moved": moved, "files": len(files), "digest": digest}
-
-        now = utc_now()
-        # microseconds keep names in publish order even within one second
-        name = f"{now.strftime('%Y%m%dT%H%M%S.%fZ')}-{digest[:12]}"
-        staging = publish_root / f".staging-{name}-{os.getpid()}"
-        staging.mkdir()
-        placed = {"hardlink": 0, "copy": 0}
-        made_dirs, copies = set(), []
-        for (rel, src), entry in zip(files, manifest_files, strict=True):
-            dst = staging / rel
-            if dst.parent not in made_dirs:
-                dst.parent.mkdir(parents=True, exist_ok=True)
-                made_dirs.add(dst.parent)
-            how, sha = _place(src, dst, mode)
-            placed[how] += 1
-            if how == "copy":
-                copies.append(dst)
-                if sha != entry["sha256"]:
-                    raise PublishError(f"{src} changed while it was being published; rerun publish")
-        for dst in copies:  # every copied byte is on disk before the release becomes visible
-            fd = os.open(dst, os.O_RDONLY)
+        release, damaged = _reusable_release(publish_root, digest)
+        created = release is None
+        if created:
+            now = _dt.datetime.now(_dt.UTC)
+            staging = publish_root / f".staging-{os.getpid()}-{os.urandom(3).hex()}"
+            staging.mkdir()
             try:
-                os.fsync(fd)
-            finally:
-                os.close(fd)
-        manifest = {
-            "format": MANIFEST_FORMAT,
-            "release": name,
-            "created": utc_stamp(now),
-            "content_digest": digest,
-            "files": manifest_files,
-            "provenance": provenance or {},
-        }
-        manifest_path = staging / MANIFEST
-        with open(manifest_path, "x", encoding="utf-8") as fh:
-            json.dump(manifest, fh, indent=2, sort_keys=True)
-            fh.write("\n")
-            fh.flush()
-            os.fsync(fh.fileno())
-        for dirpath, dirs, names in os.walk(staging, topdown=False):
-            for n in names:
-                os.chmod(os.path.join(dirpath, n), READ_ONLY_FILE)
-            for d in dirs:
-                p = os.path.join(dirpath, d)
-                _fsync(Path(p))
-                os.chmod(p, READ_ONLY_DIR)
-        _fsync(staging)
-        final = publish_root / "releases" / name
-        os.rename(staging, final)
-        os.chmod(final, READ_ONLY_DIR)
-        _fsync(publish_root / "releases")
-        point_current(publish_root, final)
-        return {
-            "release": str(final),
-            "created": True,
-            "moved": True,
-            "files": len(files),
-            "digest": digest,
-            "hardlinked": placed["hardlink"],
-            "copied": placed["copy"],
-        }
-
-
-def verify(release: Path) -> list[str]:
-    """Return the problems found in ``release`` (empty list: intact)."""
-    problems = []
-    manifest = read_manifest(release)
-    listed = {}
-    for entry in manifest.get("files", []):
-        listed[entry["path"]] = entry
-    if content_digest(manifest.get("files", [])) != manifest.get("content_digest"):
-        problems.append(f"{MANIFEST}: content_digest does not match the listed files (manifest edited)")
-    elif not release.resolve().name.endswith("-" + manifest["content_digest"][:12]):
-        problems.append(f"{MANIFEST}: content_digest does not match the release name {release.resolve().name}")
-    for rel, entry in sorted(listed.items()):
-        path = release / rel
-        if path.is_symlink() or not path.is_file():
-            problems.append(f"missing: {rel}")
-            continue
-        size = path.stat().st_size
-        if size != entry["size"]:
-            problems.append(f"altered: {rel} (size {size}, manifest says {entry['size']})")
-        elif sha256_file(path) != entry["sha256"]:
-            problems.append(f"altered: {rel} (sha256 differs from the manifest)")
-    for dirpath, _dirs, names in os.walk(release):
-        for n in names:
-            rel = Path(dirpath, n).relative_to(release).as_posix()
-            if rel != MANIFEST and rel not in listed:
-                problems.append(f"extra: {rel} (not in {MANIFEST})")
-    return problems
+                release_id = _write_release(staging, files, file_entries, provenance, now)
+                release = publish_root / "releases" / f"{now.strftime('%Y%m%dT%H%M%S.%fZ')}-{release_id}"
+                os.rename(staging, release)
+            except BaseException:
+                remove_tree(staging)
+                raise
+            os.chmod(release, READ_ONLY_DIR)
+            fsync(release.parent)
+        moved = current is None or current != release.resolve()
+        if moved:
+            point_current(publish_root, release)
+        return {"release": str(release), "created": created, "moved": moved, "files": len(files), "damaged": damaged}
 
 
 def prune(publish_root: Path, keep: int) -> list[Path]:
@@ -417,72 +410,73 @@ def prune(publish_root: Path, keep: int) -> list[Path]:
     removed = []
     with publish_lock(publish_root):
         current = current_release(publish_root)
-        ordered = sorted(releases(publish_root), key=lambda p: p.name, reverse=True)
-        for release in ordered[keep:]:
-            if current is not None and release.resolve() == current:
-                continue
-            remove_tree(release)
-            removed.append(release)
+        for release in sorted(releases(publish_root), key=lambda p: p.name, reverse=True)[keep:]:
+            if release.resolve() != current:
+                remove_tree(release)
+                removed.append(release)
     return removed
 
 
 # --------------------------------------------------------------------------
 # provenance
 # --------------------------------------------------------------------------
-def git_commit(cwd: Path | str = ".") -> str | None:
+def git_state(cwd) -> dict:
+    """{"git_commit": sha or None, "git_dirty": bool or None} of the repository holding ``cwd``."""
+
+    def git(*args):
+        proc = subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True, timeout=30)
+        return proc.stdout.strip() if proc.returncode == 0 else None
+
     try:
-        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=cwd, capture_output=True, text=True, timeout=10)
-        if commit.returncode != 0:
-            return None
-        dirty = subprocess.run(
-            ["git", "status", "--porcelain", "--untracked-files=no"],
-            cwd=cwd,
-            capture_output=True,
-            text=True,
-            timeout=10,
-        )
-        return commit.stdout.strip() + ("-dirty" if dirty.stdout.strip() else "")
+        commit = git("rev-parse", "HEAD")
+        dirty = git("status", "--porcelain", "--untracked-files=no") if commit else None
     except (OSError, subprocess.SubprocessError):
-        return None
+        commit = dirty = None
+    return {"git_commit": commit, "git_dirty": None if commit is None else bool(dirty)}
 
 
-def config_checksum(config) -> str:
-    return hashlib.sha256(json.dumps(config, sort_keys=True, default=str).encode()).hexdigest()
-
-
-# --------------------------------------------------------------------------
-# entry points
-# --------------------------------------------------------------------------
-def _run_from_snakemake(smk) -> int:
-    params = smk.params
-    provenance = {
-        "workflow_version": params.workflow_version,
-        "git_commit": git_commit(),
-        "config_sha256": params.config_checksum,
-        "snakemake_version": params.snakemake_version,
-        "context": params.context,
-        "published_at": utc_stamp(utc_now()),
-        "host": os.uname().nodename,
-    }
-    log = Path(smk.log[0])
-    log.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        result = publish(dict(params.entries), "results", "publish", provenance, mode=params.mode)
-    except PublishError as exc:
-        with open(log, "a", encoding="utf-8") as fh:
-            fh.write(f"ERROR: {exc}\n")
-        print(f"ERROR: publish refused: {exc}", file=sys.stderr)
-        return 1
+def report(result: dict) -> str:
+    """One line for the user about what publish() did."""
     rel = os.path.relpath(result["release"])
     if result["created"]:
-        message = f"published new release {rel} ({result['files']} files); publish/current -> {rel}"
+        line = f"published new release {rel} ({result['files']} files); publish/current -> {rel}"
     elif result["moved"]:
-        message = f"content matches existing release {rel}; publish/current moved back to it (no new release)"
+        line = f"content matches existing release {rel}; publish/current moved back to it (no new release)"
     else:
-        message = f"results unchanged: publish/current is already {rel} (no new release)"
-    with open(log, "a", encoding="utf-8") as fh:
-        fh.write(json.dumps({**result, "provenance": provenance}, sort_keys=True) + "\n")
-    print(message, flush=True)
+        line = f"results unchanged: publish/current is already {rel} (no new release)"
+    for damaged in result["damaged"]:
+        line += f"\nWARNING: damaged release not reused: {damaged}"
+    return line
+
+
+# --------------------------------------------------------------------------
+# command line
+# --------------------------------------------------------------------------
+def _cmd_verify(root: Path, release: Path | None) -> int:
+    release = release or root / "current"
+    if not release.exists():
+        print(f"FAILED: {release} does not exist (nothing published yet?)", file=sys.stderr)
+        return 2
+    label = f"{release} -> {release.resolve().name}" if release.is_symlink() else str(release)
+    problems = verify(release)
+    for problem in problems:
+        print(f"FAILED: {label}: {problem}", file=sys.stderr)
+    if problems:
+        return 1
+    note = "" if RELEASE_NAME.match(release.resolve().name) else f" (renamed copy: {CHECKSUMS} itself is not checked)"
+    print(f"OK: {label}: {len(read_manifest(release)['files'])} files match {MANIFEST} and {CHECKSUMS}{note}")
+    return 0
+
+
+def _cmd_list(root: Path) -> int:
+    current = current_release(root)
+    for release in releases(root):
+        try:
+            m = read_manifest(release)
+            info = f"{m['created']}\t{len(m['files'])} files\t{sum(f['size'] for f in m['files'])} bytes"
+        except PublishError as exc:
+            info = f"unreadable: {exc}"
+        print(f"{'*' if release.resolve() == current else ' '} {release.name}\t{info}")
     return 0
 
 
@@ -490,52 +484,25 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description="Verify, list and prune published releases.")
     parser.add_argument("--publish-root", default="publish", type=Path, help="default: publish")
     sub = parser.add_subparsers(dest="command", required=True)
-    v = sub.add_parser("verify", help="check a release against its MANIFEST.json")
+    v = sub.add_parser("verify", help="check a release against its SHA256SUMS and MANIFEST.json")
     v.add_argument("release", nargs="?", type=Path, help="default: <publish-root>/current")
     sub.add_parser("list", help="list releases, newest last; * marks current")
     p = sub.add_parser("prune", help="remove old releases, never the current one")
     p.add_argument("--keep", type=int, required=True, help="how many of the newest releases to keep")
     args = parser.parse_args(argv)
-    root = args.publish_root
     try:
         if args.command == "verify":
-            release = args.release or root / "current"
-            if not release.exists():
-                print(f"FAILED: {release} does not exist (nothing published yet?)", file=sys.stderr)
-                return 2
-            problems = verify(release)
-            label = f"{release} -> {release.resolve().name}" if release.is_symlink() else str(release)
-            if problems:
-                for problem in problems:
-                    print(f"FAILED: {label}: {problem}", file=sys.stderr)
-                return 1
-            n = len(read_manifest(release)["files"])
-            print(f"OK: {label}: {n} files match {MANIFEST}")
-            return 0
+            return _cmd_verify(args.publish_root, args.release)
         if args.command == "list":
-            current = current_release(root)
-            for release in releases(root):
-                try:
-                    m = read_manifest(release)
-                    info = f"{m['created']}\t{len(m['files'])} files\t{sum(f['size'] for f in m['files'])} bytes"
-                except PublishError as exc:
-                    info = f"unreadable: {exc}"
-                mark = "*" if current is not None and release.resolve() == current else " "
-                print(f"{mark} {release.name}\t{info}")
-            return 0
-        if args.command == "prune":
-            removed = prune(root, args.keep)
-            for release in removed:
-                print(f"removed {release}")
-            print(f"kept {len(releases(root))} release(s)")
-            return 0
+            return _cmd_list(args.publish_root)
+        for release in prune(args.publish_root, args.keep):
+            print(f"removed {release}")
+        print(f"kept {len(releases(args.publish_root))} release(s)")
+        return 0
     except PublishError as exc:
         print(f"ERROR: {exc}", file=sys.stderr)
         return 2
-    return 2
 
 
 if __name__ == "__main__":
-    if "snakemake" in globals():
-        sys.exit(_run_from_snakemake(snakemake))  # noqa: F821 - injected by Snakemake's script:
     sys.exit(main())
