@@ -5,8 +5,9 @@ The docs must not drift from the files they describe, so these sections are
 written from those files, between ``<!-- BEGIN GENERATED: name ... -->`` and
 ``<!-- END GENERATED: name -->`` markers:
 
-* ``docs/operations.md``: ``contexts`` (from ``profiles/*/config.yaml``) and
-  ``rulegraph`` (from ``snakemake --rulegraph mermaid-js``);
+* ``docs/operations.md``: ``contexts`` and ``slurm-status-checks`` (from
+  ``profiles/*/config.yaml``) and ``rulegraph`` (from ``snakemake --rulegraph
+  mermaid-js``);
 * ``config/README.md``: ``config-keys`` and ``sample-columns`` (from the JSON
   Schemas in ``workflow/schemas/``).
 
@@ -18,12 +19,14 @@ import argparse
 import re
 import subprocess
 import sys
+import textwrap
 from pathlib import Path
 
 import yaml
 
 REPO = Path(__file__).resolve().parents[2]
-CONTEXTS = ("local", "ci", "slurm", "cluster-sim")
+# The contexts the template ships, in the order the table lists them; a team's own contexts follow, sorted.
+SHIPPED_CONTEXTS = ("local", "ci", "slurm", "cluster-sim")
 MARKER = re.compile(
     r"(<!-- BEGIN GENERATED: (?P<name>[\w-]+)[^>]*-->\n)(?P<body>.*?)(<!-- END GENERATED: (?P=name) -->)", re.S
 )
@@ -34,6 +37,12 @@ def _unquote(value) -> str:
     if len(text) >= 2 and text[0] == text[-1] and text[0] in "'\"":
         return text[1:-1]
     return text
+
+
+def contexts() -> list[str]:
+    """Every context with a ``profiles/<name>/config.yaml``: the shipped ones first, then the others sorted."""
+    found = {path.parent.name for path in (REPO / "profiles").glob("*/config.yaml")}
+    return [c for c in SHIPPED_CONTEXTS if c in found] + sorted(found - set(SHIPPED_CONTEXTS))
 
 
 def load_profile(context: str) -> dict:
@@ -55,7 +64,7 @@ def contexts_table() -> str:
         "| retries | rerun-incomplete | keep-going | logs |",
         "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
-    for context in CONTEXTS:
+    for context in contexts():
         p = load_profile(context)
         res = p.get("default-resources", {}) or {}
         jobs = p.get("jobs", p.get("cores", ""))
@@ -65,6 +74,8 @@ def contexts_table() -> str:
             f"| {p.get('latency-wait', 5)} | {p.get('retries', 0)} | {str(p.get('rerun-incomplete', False)).lower()} "
             f"| {str(p.get('keep-going', False)).lower()} | {_log_locations(p)} |"
         )
+    if "slurm" not in contexts():
+        return "\n".join(rows) + "\n"
     slurm = load_profile("slurm").get("default-resources", {}) or {}
     rows += [
         "",
@@ -79,6 +90,28 @@ def contexts_table() -> str:
         f"| scratch root | `{_unquote(slurm.get('tmpdir', ''))}` |",
     ]
     return "\n".join(rows) + "\n"
+
+
+def slurm_status_checks() -> str:
+    """What the Slurm profile's status-check wait costs short jobs, with the profile's own number."""
+    if "slurm" not in contexts():
+        return "This repository has no `profiles/slurm`.\n"
+    wait = load_profile("slurm").get("slurm-init-seconds-before-status-checks")
+    setting = (
+        f"`profiles/slurm` sets `slurm-init-seconds-before-status-checks: {wait}`, so checks come {wait} s apart"
+        if wait is not None
+        else "`profiles/slurm` leaves `slurm-init-seconds-before-status-checks` to the plugin's default, the "
+        "interval between checks"
+    )
+    per_step = f"about {wait} s" if wait is not None else "that interval"
+    text = (
+        "On Slurm, Snakemake learns that a job has ended only at its next status check. "
+        f"{setting}, and 10 s further apart (up to 180 s) after each check that finds nothing finished. "
+        f"Jobs that run for minutes hardly notice; a chain of seconds-long jobs pays {per_step} per step. "
+        "For such work, make cheap rules `localrules` or group jobs; lower the wait only if your site accepts "
+        "the extra `sacct` queries."
+    )
+    return textwrap.fill(text, width=110, break_long_words=False, break_on_hyphens=False) + "\n"
 
 
 def rulegraph() -> str:
@@ -144,7 +177,11 @@ def schema_table(name: str, heading: str) -> str:
 
 
 SECTIONS = {
-    "docs/operations.md": {"contexts": contexts_table, "rulegraph": rulegraph},
+    "docs/operations.md": {
+        "contexts": contexts_table,
+        "slurm-status-checks": slurm_status_checks,
+        "rulegraph": rulegraph,
+    },
     "config/README.md": {
         "config-keys": lambda: schema_table("config.schema.yaml", "key"),
         "sample-columns": lambda: schema_table("samples.schema.yaml", "column"),
