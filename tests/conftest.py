@@ -66,10 +66,17 @@ def workflow_user(name=TEST_USER):
     return name
 
 
-def as_user(user):
-    """subprocess keyword arguments that drop privileges to `user` (nothing when user is None)."""
+def as_user(user, reach=()):
+    """subprocess keyword arguments that drop privileges to `user` (nothing when user is None).
+
+    `reach`: paths the user must be able to traverse to. Granted again on every call, because a
+    pytest session starting meanwhile (a nested one, or another developer's) resets its temp root
+    to 0700.
+    """
     if user is None:
         return {}
+    for path in reach:
+        grant_traverse(path)
     pw = ensure_user(user)
     return {"user": pw.pw_uid, "group": pw.pw_gid, "extra_groups": []}
 
@@ -163,7 +170,7 @@ def run_command(args, cwd, env, timeout=600, on_timeout=None, user=None):
         stderr=subprocess.PIPE,
         text=True,
         start_new_session=True,
-        **as_user(user),
+        **as_user(user, reach=[cwd]),
     )
     try:
         out, err = proc.communicate(timeout=timeout)
@@ -255,7 +262,7 @@ def start_snakemake(repo, env, *args, log=None, user=TEST_USER):
             stderr=subprocess.STDOUT,
             text=True,
             start_new_session=True,
-            **as_user(workflow_user(user)),
+            **as_user(workflow_user(user), reach=[repo]),
         )
     finally:
         if log:

@@ -42,9 +42,10 @@ def made_by():
             ),
         }
     if unknown:
+        listed = ", ".join(unknown[:3]) + (" and others" if len(unknown) > 3 else "")
         raise WorkflowError(
-            f"publish refused: Snakemake has no record of how {', '.join(unknown[:3])}"
-            f"{' and others' if len(unknown) > 3 else ''} {"were" if len(unknown) > 1 else "was"} made (was .snakemake/ deleted?), so a release "
+            f"publish refused: Snakemake has no record of how {listed} "
+            f"{'were' if len(unknown) > 1 else 'was'} made (was .snakemake/ deleted?), so a release "
             "could not say what produced it. Rebuild with: snakemake --profile profiles/<context> --forceall, "
             "then publish again."
         )
