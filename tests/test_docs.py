@@ -332,3 +332,43 @@ def test_a_copied_profile_appears_in_the_regenerated_contexts_table(render, tmp_
     assert rows == ["local", "ci", "slurm", "cluster-sim", "aa-site", "gpu-box"]
     assert re.search(r"^\| `gpu-box` \|(?:[^|]*\|){5} 41 \|", table, re.M), table
     assert render_docs(repo, tmp_path, "--check").returncode == 0
+
+
+# Ways of saying that a reader of results/ keeps seeing the old file while a rerun replaces it.
+OLD_FILE_CLAIM = re.compile(r"\bold (?:complete )?file (?:or|stays)|\bsees the old file", re.I)
+
+
+def test_no_doc_says_a_rerun_keeps_the_old_result_file_readable(render):
+    """Snakemake deletes a job's outputs when the job starts: during a rerun the file is absent."""
+    repo = render()
+    files = [(TEMPLATE, md) for md in TEMPLATE_DOCS] + [(repo, md) for md in markdown_files(repo, {".git"})]
+    claims = [
+        f"{md.relative_to(root)}:{lineno}: {text[:200]}"
+        for root, md in files
+        for lineno, text in statements(md.read_text(encoding="utf-8"))
+        if OLD_FILE_CLAIM.search(text)
+    ]
+    assert claims == []
+    design = (TEMPLATE / "docs/design.md").read_text(encoding="utf-8")
+    assert "during a rerun the file is absent" in design and "after a failed rerun it stays absent" in design
+
+
+def test_a_failed_rerun_leaves_the_result_absent_and_publish_current_whole(render, snakemake, tmp_path):
+    """What design.md says a reader sees: a failed rerun removes the old result; publish/current stays."""
+    repo = render()
+    snakemake(repo, "--profile", "profiles/local", "publish")
+    table = repo / "results/tables/summary.tsv"
+    assert table.is_file()
+    summary = sorted((repo / "results/samples").glob("*.summary.json"))[0]
+    summary.write_text("{ not json")  # newer than the table, and unreadable: the rerun of summary_table fails
+    rerun = snakemake(repo, "--profile", "profiles/local", check=False)
+    assert rerun.returncode != 0 and "summary_table" in rerun.output, repr(rerun)
+    assert not table.exists(), "Snakemake deleted the old table when the job started; the failed job left none"
+    assert (repo / "publish/current/summary.tsv").is_file()
+    verify = run_command(
+        [sys.executable, "workflow/scripts/publish.py", "verify"],
+        cwd=repo,
+        env=isolated_env(tmp_path),
+        user=workflow_user(),
+    )
+    assert verify.returncode == 0, repr(verify)
