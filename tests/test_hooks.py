@@ -1,10 +1,12 @@
 """The pre-generation hook rejects bad answers clearly and leaves nothing behind."""
 
+import json
 import shutil
 from pathlib import Path
 
 import pytest
-from conftest import TEMPLATE, render_template
+import yaml
+from conftest import TEMPLATE, isolated_env, render_template, run_command, tool, workflow_user
 
 
 @pytest.mark.parametrize(
@@ -15,6 +17,8 @@ from conftest import TEMPLATE, render_template
         ({"project_name": "   "}, "project_name", "non-empty name"),
         ({"author_email": "not-an-email"}, "author_email", "name@example.org"),
         ({"author_name": 'Quote "Q"'}, "author_name", "without"),
+        ({"author_name": "Back\\slash"}, "author_name", "without"),
+        ({"author_email": "a\\b@example.org"}, "author_email", "name@example.org"),
         ({"version": "v1"}, "version", "X.Y.Z"),
         ({"python_version": "3.9"}, "python_version", "3.11 or a newer"),
         ({"license": "GPL"}, "license", "MIT, BSD-3-Clause, Apache-2.0, none"),
@@ -62,20 +66,20 @@ def test_post_gen_hook_prints_the_next_two_commands(tmp_path):
     assert "make setup" in proc.stdout and "make run" in proc.stdout
 
 
-def test_init_git_yes_makes_one_clean_commit(render):
-    import subprocess
-
+def test_init_git_yes_makes_one_clean_commit(render, tmp_path):
     repo = render(init_git="yes")
-    log = subprocess.run(["git", "log", "--oneline"], cwd=repo, capture_output=True, text=True, check=True)
-    assert len(log.stdout.splitlines()) == 1
-    status = subprocess.run(["git", "status", "--porcelain"], cwd=repo, capture_output=True, text=True, check=True)
-    assert status.stdout == "", "everything generated is committed"
+    # as the checkout's owner: git refuses a repository owned by another user
+    env, user = isolated_env(tmp_path), workflow_user()
+    log = run_command(["git", "log", "--oneline"], cwd=repo, env=env, user=user)
+    assert log.returncode == 0 and len(log.stdout.splitlines()) == 1, repr(log)
+    status = run_command(["git", "status", "--porcelain"], cwd=repo, env=env, user=user)
+    assert status.returncode == 0 and status.stdout == "", "everything generated is committed"
 
 
 def test_tool_caches_in_the_template_checkout_do_not_reach_the_generated_repository(tmp_path):
     template = tmp_path / "template"
     template.mkdir()
-    for name in ("cookiecutter.json", "hooks", "{{cookiecutter.project_slug}}"):
+    for name in ("cookiecutter.json", "literal_answers.py", "hooks", "{{cookiecutter.project_slug}}"):
         source = Path(TEMPLATE) / name
         (shutil.copytree if source.is_dir() else shutil.copy2)(source, template / name)
     project = template / "{{cookiecutter.project_slug}}"
@@ -91,3 +95,117 @@ def test_tool_caches_in_the_template_checkout_do_not_reach_the_generated_reposit
     caches = {"__pycache__", ".pytest_cache", ".ruff_cache", ".snakemake"}
     left = [str(p.relative_to(repo)) for p in repo.rglob("*") if p.name in caches or p.suffix == ".pyc"]
     assert left == [], f"tool caches copied into the new project: {left}"
+
+
+# --------------------------------------------------------------------------
+# free-text answers can never become code
+# --------------------------------------------------------------------------
+TEXT_ANSWERS = ("project_name", "description", "author_name", "author_email")
+
+
+def refusal(proc, out, field, value):
+    """The run failed with one ERROR line naming field and value, no Jinja error, nothing left."""
+    assert proc.returncode != 0
+    errors = [ln for ln in proc.stderr.splitlines() if ln.startswith("ERROR: ")]
+    assert any(ln.startswith(f"ERROR: {field}={value!r} is not valid; expected") for ln in errors), proc.stderr
+    everything = proc.stdout + proc.stderr
+    assert "jinja2" not in everything and "TemplateSyntaxError" not in everything, everything
+    assert not out.exists() or not any(out.iterdir()), "a refused answer must leave nothing behind"
+    return errors
+
+
+@pytest.mark.parametrize("field", ["project_name", "description", "author_name"])
+@pytest.mark.parametrize("breaker", ["\n", "\r", "\t", "\x85", "\u2028", "\u202e"])
+def test_line_breaks_and_control_characters_in_free_text_are_refused_by_field(tmp_path, field, breaker):
+    # project_name sits in a comment on the Snakefile's first line: a newline there starts code
+    value = f"Wordcount{breaker}import os"
+    proc, out = render_template(tmp_path, init_git="no", **{field: value})
+    refusal(proc, out, field, value)
+
+
+def email_with(markup):
+    return f"me{markup}x@example.org"
+
+
+@pytest.mark.parametrize("field", TEXT_ANSWERS)
+@pytest.mark.parametrize("markup", ["{{", "{%", "{#"])
+def test_jinja_markup_in_a_text_answer_reaches_the_hook_literally_and_is_refused(tmp_path, field, markup):
+    # cookiecutter renders answers as Jinja before any hook: an unclosed '{{' used to crash
+    # with a traceback naming no answer
+    value = email_with(markup) if field == "author_email" else f"a {markup} b"
+    proc, out = render_template(tmp_path, init_git="no", **{field: value})
+    refusal(proc, out, field, value)
+
+
+@pytest.mark.parametrize(
+    "field, value",
+    [
+        ("project_name", "{{ 7*7 }}"),
+        ("project_name", "x {% endraw %}{{ 7*7 }}"),
+        ("description", "{{ cookiecutter.author_name }}"),
+        ("project_slug", "{{ 7*7 }}"),
+    ],
+)
+def test_a_jinja_expression_answer_is_refused_not_evaluated(tmp_path, field, value):
+    proc, out = render_template(tmp_path, init_git="no", **{field: value})
+    refusal(proc, out, field, value)
+
+
+def test_every_bad_text_answer_is_reported_in_question_order(tmp_path):
+    proc, out = render_template(
+        tmp_path, init_git="no", author_email="a{{b@example.org", description="one\ntwo", project_name="{{ x"
+    )
+    errors = refusal(proc, out, "project_name", "{{ x")
+    assert [e.split("=")[0] for e in errors] == ["ERROR: project_name", "ERROR: description", "ERROR: author_email"]
+
+
+def test_markup_answer_given_through_cruft_is_refused_by_field(tmp_path):
+    # cruft renders the template from its own clone, through cookiecutter's functions
+    env = isolated_env(tmp_path)
+    template = tmp_path / "template"
+    template.mkdir()
+    for name in ("cookiecutter.json", "literal_answers.py", "hooks", "{{cookiecutter.project_slug}}"):
+        source = TEMPLATE / name
+        (shutil.copytree if source.is_dir() else shutil.copy2)(source, template / name)
+    for args in (["init", "-q", "-b", "main"], ["add", "-A"], ["commit", "-q", "-m", "template"]):
+        assert run_command(["git", "-c", "commit.gpgsign=false", *args], cwd=template, env=env).returncode == 0
+    out = tmp_path / "projects"
+    value = "{{ 7*7 }} QC"
+    run = run_command(
+        [
+            tool("cruft"),
+            "create",
+            str(template),
+            "--no-input",
+            "--output-dir",
+            str(out),
+            "--extra-context",
+            json.dumps({"project_name": value, "init_git": "no"}),
+        ],
+        cwd=tmp_path,
+        env=env,
+        timeout=300,
+    )
+    refusal(run, out, "project_name", value)
+
+
+NAME = 'Lab\'s "Métagénomique" QC \\ 🧬'
+DESCRIPTION = 'Counts "words" in C:\\data\\ and it\'s # not a comment: {not markup} \\'
+AUTHOR = "Seán O'Brien-Ngữ"
+
+
+def test_quotes_backslashes_and_unicode_in_free_text_are_kept_verbatim_and_the_workflow_runs(render, snakemake):
+    repo = render(project_name=NAME, description=DESCRIPTION, author_name=AUTHOR, init_git="yes")
+    readme = (repo / "README.md").read_text(encoding="utf-8").splitlines()
+    assert readme[0] == f"# {NAME}" and readme[2] == DESCRIPTION
+    assert (repo / "workflow/Snakefile").read_text(encoding="utf-8").splitlines()[0].startswith(f"# {NAME}: ")
+    assert yaml.safe_load((repo / "config/config.yaml").read_text(encoding="utf-8"))["report_title"] == NAME
+    assert f"{AUTHOR}\n" in (repo / "LICENSE").read_text(encoding="utf-8")
+    for script in repo.rglob("*.py"):
+        compile(script.read_text(encoding="utf-8"), str(script), "exec")  # SyntaxError if an answer broke it
+    snakemake(repo, "-n", "--profile", "profiles/local")
+    # the report rule writes the title into HTML: the name must reach it whole (an emoji once
+    # arrived as two lone surrogates and the rule failed)
+    snakemake(repo, "--profile", "profiles/local", "results/report.html")
+    report = (repo / "results/report.html").read_text(encoding="utf-8")
+    assert "<title>Lab&#x27;s &quot;Métagénomique&quot; QC \\ 🧬</title>" in report
