@@ -59,7 +59,7 @@ def test_full_example_and_publish_under_cluster_sim_match_the_local_run(render, 
     node_dirs = {r["node_tmpdir"] for r in records}
     roots = {rec["root"] for rec in scratch_records(sim)}
     assert {root.rsplit("/", 1)[0] for root in roots} <= node_dirs
-    assert all(root.endswith(f"/{sim.name}-scratch") for root in roots)
+    assert all(root.endswith(f"/{sim.name}-scratch-{sim.stat().st_uid}") for root in roots)  # uid: the owner
     assert {rec["staging"] for rec in scratch_records(sim)} == {"copy"}
 
 

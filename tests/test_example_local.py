@@ -7,7 +7,7 @@ import shutil
 from collections import Counter
 from pathlib import Path
 
-from conftest import isolated_env
+from conftest import isolated_env, node_tmp
 
 
 def expected_summaries(repo):
@@ -37,8 +37,7 @@ def files_under(path):
 
 def test_local_run_builds_exactly_the_declared_outputs_with_expected_content(render, snakemake, tmp_path):
     repo = render()
-    env = isolated_env(tmp_path, TMPDIR=str(tmp_path / "node-tmp"))
-    (tmp_path / "node-tmp").mkdir()
+    env = isolated_env(tmp_path, TMPDIR=str(node_tmp(tmp_path)))  # a node's /tmp: the workflow user may write it
     snakemake(repo, "--profile", "profiles/local", env=env)
     expected = expected_summaries(repo)
     assert files_under(repo / "results") == sorted(
@@ -54,7 +53,7 @@ def test_local_run_builds_exactly_the_declared_outputs_with_expected_content(ren
     report = (repo / "results/report.html").read_text()
     assert f"{sum(e['words'] for e in expected.values())} words in total" in report
     assert not (repo / "publish").exists(), "a plain run writes nothing under publish/"
-    scratch_root = tmp_path / "node-tmp" / f"{repo.name}-scratch"
+    scratch_root = tmp_path / "node-tmp" / f"{repo.name}-scratch-{repo.stat().st_uid}"  # per user: the checkout's owner
     assert scratch_root.is_dir() and list(scratch_root.iterdir()) == [], "no scratch dirs left after success"
 
 

@@ -112,7 +112,7 @@ def test_failing_job_keeps_scratch_names_it_in_the_log_and_writes_nothing_to_res
     kept = [line for line in log.splitlines() if "scratch dir KEPT" in line]
     assert kept, log
     kept_dir = Path(kept[0].split("KEPT for debugging: ")[1].split(" (on host")[0])
-    assert kept_dir.parent == node_tmp / f"{repo.name}-scratch"
+    assert kept_dir.parent == node_tmp / f"{repo.name}-scratch-{repo.stat().st_uid}"  # per user: the checkout's owner
     assert (kept_dir / "results/failing/x.txt").read_text() == "partial\n"
     listing = subprocess.run(
         [sys.executable, "workflow/scripts/scratch.py", "kept"], cwd=repo, capture_output=True, text=True, check=True
@@ -127,7 +127,7 @@ def test_scratch_records_show_where_each_job_worked(render, snakemake, node_scra
     records = scratch_records(repo)
     assert {r["rule"] for r in records} == {"tokenize", "summarize_sample", "summary_table", "report"}
     assert all(r["status"] == "ok" and r["removed"] for r in records)
-    assert {r["root"] for r in records} == {str(node_tmp / f"{repo.name}-ci-scratch")}
+    assert {r["root"] for r in records} == {str(node_tmp / f"{repo.name}-ci-scratch-{repo.stat().st_uid}")}
     assert {r["staging"] for r in records} == {"copy"}, "the ci profile copies inputs"
     assert all(r["in_bytes"] > 0 and r["out_bytes"] > 0 for r in records)
 

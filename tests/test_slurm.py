@@ -76,8 +76,8 @@ def test_example_and_publish_on_slurm_match_the_local_run(render, snakemake, tmp
     assert "slurm" in run.output.lower()
     records = scratch_records(repo)
     assert len(records) == 8 and all(r["status"] == "ok" and r["removed"] for r in records)
-    assert {r["root"] for r in records} == {str(tmp_path / "node-scratch" / f"{repo.name}-scratch")}
-    assert list((tmp_path / "node-scratch" / f"{repo.name}-scratch").iterdir()) == [], "scratch cleaned"
+    assert {r["root"] for r in records} == {str(tmp_path / "node-scratch" / f"{repo.name}-scratch-{os.getuid()}")}
+    assert list((tmp_path / "node-scratch" / f"{repo.name}-scratch-{os.getuid()}").iterdir()) == [], "scratch cleaned"
     assert any((repo / "logs/slurm").rglob("*.log")), "Slurm job output under slurm-logdir"
     manifest = json.loads((repo / "publish/current/MANIFEST.json").read_text())
     assert manifest["provenance"]["context"] == "slurm"

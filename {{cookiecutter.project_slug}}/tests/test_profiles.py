@@ -1,5 +1,6 @@
 """Profiles hold policy only; the workflow holds meaning only; the docs say what the files say."""
 
+import os
 import re
 import subprocess
 import sys
@@ -86,6 +87,17 @@ def test_every_profile_sets_the_scratch_policy_and_only_policy_resources(context
     assert set(resources) <= POLICY_RESOURCES
     assert resources["scratch_staging"].strip("'\"") in {"link", "copy"}
     assert resources["scratch_on_failure"].strip("'\"") in {"keep", "remove"}
+
+
+@pytest.mark.parametrize("context", CONTEXTS)
+def test_every_profile_gives_each_user_a_scratch_root_of_their_own(context, monkeypatch):
+    # A node's temp dir is shared: a root that one user made (mode 755) cannot be written by
+    # the next, so the root's own name carries the uid. Evaluated as Snakemake does, with
+    # no node scratch variable set (the fallback every context may reach).
+    monkeypatch.setattr(os, "environ", {})
+    root = eval(profile(context)["default-resources"]["tmpdir"], {"system_tmpdir": "/node-tmp"})
+    assert os.path.dirname(root) == "/node-tmp", "one path component below the node temp dir"
+    assert os.path.basename(root).endswith(f"-{os.getuid()}"), root
 
 
 @pytest.mark.parametrize("context", CONTEXTS)

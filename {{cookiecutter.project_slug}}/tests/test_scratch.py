@@ -2,6 +2,7 @@
 
 import json
 import os
+import stat
 import subprocess
 import sys
 from pathlib import Path
@@ -10,7 +11,7 @@ from types import SimpleNamespace
 import pytest
 
 import scratch
-from scratch import ScratchError, ScratchJob, bring_back, expand_root, read_records, resolve_root, scratch_job
+from scratch import ScratchError, ScratchJob, bring_back, read_records, resolve_root, scratch_job
 
 SCRATCH_PY = Path(scratch.__file__)
 
@@ -65,25 +66,38 @@ def run_cli(workdir, command, *extra, root, staging="link", on_failure="keep", o
     return subprocess.run(args, input=command, cwd=workdir, capture_output=True, text=True, timeout=60)
 
 
-def test_expand_root_uses_job_environment_and_nested_defaults():
-    env = {"NODE": "/node/42"}
-    assert expand_root("${NODE}/scr", env) == "/node/42/scr"
-    assert expand_root("$NODE/scr", env) == "/node/42/scr"
-    assert expand_root("${MISSING:-/tmp}/scr", env) == "/tmp/scr"
-    assert expand_root("${MISSING:-${NODE}}/scr", env) == "/node/42/scr"
-    assert expand_root("${EMPTY:-/fallback}", {"EMPTY": ""}) == "/fallback"
-
-
-def test_expand_root_refuses_unset_variable_without_default():
-    with pytest.raises(ScratchError, match=r"MISSING.*not set in this job"):
-        expand_root("$MISSING/scr", {})
-
-
-def test_resolve_root_creates_missing_root_and_refuses_relative(tmp_path):
+def test_resolve_root_creates_missing_root_private_and_refuses_relative(tmp_path):
     root = resolve_root(str(tmp_path / "a" / "b"))
-    assert root.is_dir()
+    assert root.is_dir() and stat.S_IMODE(root.stat().st_mode) == 0o700
     with pytest.raises(ScratchError, match="relative path"):
-        resolve_root("relative/dir", {})
+        resolve_root("relative/dir")
+
+
+def test_resolve_root_makes_an_existing_root_of_this_user_private(tmp_path):
+    root = tmp_path / "made-by-snakemake"
+    root.mkdir(mode=0o755)  # Snakemake makes the tmpdir resource with the umask's mode
+    os.chmod(root, 0o755)
+    assert stat.S_IMODE(resolve_root(str(root)).stat().st_mode) == 0o700
+
+
+def test_resolve_root_leaves_a_shared_sticky_temp_dir_as_it_is_and_job_dirs_private(workdir, tmp_path):
+    shared = tmp_path / "node-tmp"
+    shared.mkdir()
+    os.chmod(shared, 0o1777)
+    job = make_job(tmp_path, root=str(shared)).start()
+    assert stat.S_IMODE(shared.stat().st_mode) == 0o1777
+    assert stat.S_IMODE(job.dir.stat().st_mode) == 0o700
+
+
+def test_resolve_root_refuses_another_users_directory(tmp_path):
+    if os.geteuid() == 0:
+        theirs = tmp_path / "theirs"
+        theirs.mkdir()
+        os.chown(theirs, 4242, 4242)
+    else:
+        theirs = Path("/")  # root's, and not sticky
+    with pytest.raises(ScratchError, match=r"belongs to uid \d+, not to this user .*getuid"):
+        resolve_root(str(theirs))
 
 
 def test_job_dir_is_under_root_and_named_after_rule_and_wildcards(workdir, tmp_path):

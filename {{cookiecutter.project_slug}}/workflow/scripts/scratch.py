@@ -14,8 +14,7 @@ What it guarantees:
 * The job works in its own directory under the scratch root. The root is
   policy: it comes from the job's ``resources.tmpdir``, which the profile sets
   as an expression Snakemake evaluates inside the job (on the execution node).
-  Any ``$VAR`` or ``${VAR:-fallback}`` still left in it is expanded here, in
-  the job; an unset variable without a fallback is an error, never a folder.
+  It is per user (a node's temp dir is shared) and private: see resolve_root().
 * Inputs are mirrored at their workdir-relative paths (``link``: symlinks,
   ``copy``: size-checked copies). Logs are symlinked to their durable paths,
   so a log never dies with the scratch dir.
@@ -38,6 +37,7 @@ import os
 import re
 import shutil
 import signal
+import stat
 import subprocess
 import sys
 import tempfile
@@ -48,9 +48,6 @@ STAGING_MODES = ("link", "copy")
 FAILURE_POLICIES = ("keep", "remove")
 RECORD_PREFIX = "[scratch] "
 PARTIAL_MARK = ".scratch-partial-"
-_VAR = re.compile(
-    r"\$(?:\{(?P<braced>[A-Za-z_][A-Za-z0-9_]*)(?::-(?P<default>[^{}]*(?:\{[^{}]*\}[^{}]*)*))?\}|(?P<bare>[A-Za-z_][A-Za-z0-9_]*))"
-)
 
 
 class ScratchError(RuntimeError):
@@ -58,51 +55,41 @@ class ScratchError(RuntimeError):
 
 
 # --------------------------------------------------------------------------
-# scratch root: policy, resolved inside the job
+# scratch root: policy, resolved inside the job, one per user
 # --------------------------------------------------------------------------
-def expand_root(value: str, env: dict | None = None) -> str:
-    """Expand ``$VAR``, ``${VAR}``, ``${VAR:-default}`` (nested) and ``~``.
+def resolve_root(value: str | None) -> Path:
+    """Return the absolute scratch root for this job, created if missing and checked private.
 
-    A variable that is unset (or empty) without a default is an error rather
-    than a literal ``$VAR`` folder in the working directory.
+    The profiles give each user a root of their own (its name ends with the uid),
+    because a node's temp dir is shared: a root made by one user cannot be written
+    by the next. A root owned by this user is made private (mode 700; Snakemake
+    creates it first, with the umask's mode). A shared sticky temp dir (like
+    /tmp) may be the root as is: every job dir in it is private (mkdtemp, 700).
+    Anything else (another user's dir) is refused with what to do instead.
     """
-    env = os.environ if env is None else env
-
-    def substitute(match: re.Match) -> str:
-        name = match.group("braced") or match.group("bare")
-        default = match.group("default")
-        current = env.get(name, "")
-        if current:
-            return current
-        if default is not None:
-            return expand_root(default, env)
-        raise ScratchError(
-            f"scratch root {value!r} uses ${name}, which is not set in this job; "
-            "set it, or give a fallback in the profile: ${" + name + ":-/tmp}"
-        )
-
-    expanded = value
-    for _ in range(10):  # nested defaults resolve in a few passes
-        new = _VAR.sub(substitute, expanded)
-        if new == expanded:
-            break
-        expanded = new
-    return os.path.expanduser(expanded)
-
-
-def resolve_root(value: str | None, env: dict | None = None) -> Path:
-    """Return the absolute scratch root for this job, created if missing."""
     value = (value or "").strip()
-    root = expand_root(value, env) if value else tempfile.gettempdir()
+    root = os.path.expanduser(value) if value else tempfile.gettempdir()
     if not os.path.isabs(root):
         raise ScratchError(
-            f"scratch root {value!r} expands to the relative path {root!r}; "
-            "scratch must be an absolute node-local path (set default-resources: tmpdir in the profile)"
+            f"scratch root {value!r} is a relative path; scratch must be an absolute "
+            "node-local path (set default-resources: tmpdir in the profile)"
         )
     try:
-        os.makedirs(root, exist_ok=True)
+        os.makedirs(root, mode=0o700, exist_ok=True)
+        info = os.stat(root)
+        me = os.getuid()
+        if info.st_mode & stat.S_ISVTX and info.st_uid in (0, me):
+            return Path(root)  # a shared temp dir: its sticky bit keeps others off our job dirs
+        if info.st_uid != me:
+            raise ScratchError(
+                f"scratch root {root} belongs to uid {info.st_uid}, not to this user (uid {me}); "
+                "give each user a root of their own, as the shipped profiles do: "
+                "tmpdir: \"system_tmpdir + '/<name>-' + str(__import__('os').getuid())\""
+            )
+        if stat.S_IMODE(info.st_mode) != 0o700:
+            os.chmod(root, 0o700)
     except OSError as exc:
-        raise ScratchError(f"cannot create scratch root {root!r}: {exc.strerror}") from exc
+        raise ScratchError(f"cannot use scratch root {root!r}: {exc.strerror or exc}") from exc
     return Path(root)
 
 
@@ -617,7 +604,7 @@ def main(argv=None) -> int:
     sh = sub.add_parser("shell", help="run a shell command (read from stdin) in scratch")
     sh.add_argument("--rule", required=True)
     sh.add_argument("--wildcards", default="")
-    sh.add_argument("--root", default="", help="scratch root (resources.tmpdir); expanded here")
+    sh.add_argument("--root", default="", help="scratch root (resources.tmpdir), absolute")
     sh.add_argument("--staging", choices=STAGING_MODES, default="link")
     sh.add_argument("--on-failure", choices=FAILURE_POLICIES, default="keep")
     sh.add_argument("--input", nargs="*", default=[])
