@@ -275,3 +275,16 @@ def test_prune_refuses_keep_zero(repo):
     publish.publish(ENTRIES)
     proc = cli("prune", "--keep", "0", cwd=repo)
     assert proc.returncode == 2 and "at least 1" in proc.stderr
+
+
+def test_metadata_written_by_describe_is_covered_by_checksums_and_verify(repo):
+    def describe(staging, manifest):
+        (staging / "extra-metadata.json").write_text(json.dumps({"files": len(manifest["files"])}))
+
+    release = Path(publish.publish(ENTRIES, describe=describe)["release"])
+    assert "  extra-metadata.json" in (release / "SHA256SUMS").read_text()
+    assert publish.verify(release) == []
+    os.chmod(release, 0o755)
+    os.chmod(release / "extra-metadata.json", 0o644)
+    (release / "extra-metadata.json").write_text("{}")
+    assert publish.verify(release) == ["altered: extra-metadata.json (sha256 differs from SHA256SUMS)"]

@@ -279,8 +279,8 @@ def verify(release: Path) -> list[str]:
     if match and hashlib.sha256(raw).hexdigest()[:12] != match["id"]:
         problems.append(f"{CHECKSUMS}: does not match the release name {release.resolve().name} (edited)")
     listed = {e["path"]: e for e in manifest.get("files", [])}
-    if set(listed) | {MANIFEST} != set(sums):
-        problems.append(f"{MANIFEST}: its file list differs from {CHECKSUMS} (edited)")
+    if not set(listed) | {MANIFEST} <= set(sums):  # SHA256SUMS may also cover metadata files (describe=)
+        problems.append(f"{MANIFEST}: lists files that {CHECKSUMS} does not cover (edited)")
     if content_digest(listed.values()) != manifest.get("content_digest"):
         problems.append(f"{MANIFEST}: content_digest does not match its file list (edited)")
     present = [rel for rel in sorted(sums) if (release / rel).is_file() and not (release / rel).is_symlink()]
@@ -317,8 +317,9 @@ def _reusable_release(publish_root: Path, digest: str) -> tuple[Path | None, lis
     return None, damaged
 
 
-def _write_release(staging: Path, files, entries: list[dict], provenance: dict, now) -> str:
-    """Fill ``staging`` with the files, MANIFEST.json and SHA256SUMS, all on disk; return its id."""
+def _write_release(staging: Path, files, entries: list[dict], provenance: dict, now, describe=None) -> str:
+    """Fill ``staging`` with the files, MANIFEST.json, ``describe``'s metadata files and SHA256SUMS,
+    all on disk; return the release id."""
     dirs = {staging}
     for (name, src), entry in zip(files, entries, strict=True):
         dst = staging / name
@@ -335,9 +336,13 @@ def _write_release(staging: Path, files, entries: list[dict], provenance: dict, 
         "files": entries,
         "provenance": provenance,
     }
-    data = (json.dumps(manifest, indent=2, sort_keys=True) + "\n").encode()
-    (staging / MANIFEST).write_bytes(data)
-    sums = {e["path"]: e["sha256"] for e in entries} | {MANIFEST: hashlib.sha256(data).hexdigest()}
+    (staging / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    before = {p for p in staging.rglob("*") if p.is_file()}
+    if describe is not None:  # metadata in other formats (e.g. an RO-Crate), covered by SHA256SUMS too
+        describe(staging, manifest)
+    metadata = sorted({p for p in staging.rglob("*") if p.is_file()} - before) + [staging / MANIFEST]
+    sums = {e["path"]: e["sha256"] for e in entries}
+    sums |= {p.relative_to(staging).as_posix(): sha for p, sha in zip(metadata, sha256_files(metadata), strict=True)}
     checksums = checksum_lines(sums)
     (staging / CHECKSUMS).write_bytes(checksums)
     for dirpath, subdirs, names in os.walk(staging, topdown=False):
@@ -357,8 +362,13 @@ def _record_of(name: str, records: dict) -> dict:
     return {}
 
 
-def publish(entries: dict, results_root="results", publish_root="publish", provenance=None, lock_timeout=600.0):
+def publish(
+    entries: dict, results_root="results", publish_root="publish", provenance=None, lock_timeout=600.0, describe=None
+):
     """Publish ``entries`` (published name -> source under results_root) as a release.
+
+    ``describe(staging_dir, manifest)``, if given, writes further metadata files into the release
+    before it is sealed; SHA256SUMS and ``verify`` cover them like every other file.
 
     Returns {"release", "created", "moved", "files", "damaged"}: the release now
     current, whether it is new, whether ``current`` changed, the number of files,
@@ -389,7 +399,7 @@ def publish(entries: dict, results_root="results", publish_root="publish", prove
             staging = publish_root / f".staging-{os.getpid()}-{os.urandom(3).hex()}"
             staging.mkdir()
             try:
-                release_id = _write_release(staging, files, file_entries, provenance, now)
+                release_id = _write_release(staging, files, file_entries, provenance, now, describe)
                 release = publish_root / "releases" / f"{now.strftime('%Y%m%dT%H%M%S.%fZ')}-{release_id}"
                 os.rename(staging, release)
             except BaseException:
