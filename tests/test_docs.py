@@ -372,3 +372,27 @@ def test_a_failed_rerun_leaves_the_result_absent_and_publish_current_whole(rende
         user=workflow_user(),
     )
     assert verify.returncode == 0, repr(verify)
+
+
+# Records of past measurements, which name the modes that were measured then.
+MEASUREMENT_RECORDS = {"docs/performance.md", "benchmarks/findings.md"}
+
+
+def test_docs_describe_releases_as_checksummed_copies_and_keep_snakemake_records(render):
+    """Releases are copies with MANIFEST.json and SHA256SUMS (no hardlink mode); publish needs Snakemake's
+    records, so no doc may call .snakemake/ disposable."""
+    repo = render()
+    files = [(TEMPLATE, md) for md in TEMPLATE_DOCS if md.relative_to(TEMPLATE).as_posix() not in MEASUREMENT_RECORDS]
+    files += [(repo, md) for md in markdown_files(repo, {".git"})]
+    wrong = [
+        f"{md.relative_to(root)}:{lineno}: {text[:200]}"
+        for root, md in files
+        for lineno, text in statements(md.read_text(encoding="utf-8"))
+        if re.search(r"hard-?link", text, re.I)
+        or (".snakemake/`" in text and re.search(r"(?<!not )disposable|safe to delete \| .*\| when no run", text))
+    ]
+    assert wrong == []
+    for page in (repo / "docs/operations.md", TEMPLATE / "docs/design.md"):
+        text = page.read_text(encoding="utf-8")
+        for fact in ("SHA256SUMS", "reflink", "--forceall", "git_dirty", "not disposable", "damaged"):
+            assert fact in text, f"{page.name} does not say {fact}"
