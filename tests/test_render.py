@@ -47,6 +47,7 @@ COMMON_FILES = {
     "workflow/rules/common.smk",
     "workflow/rules/process.smk",
     "workflow/rules/publish.smk",
+    "workflow/rules/release.smk",
     "workflow/schemas/config.schema.yaml",
     "workflow/schemas/samples.schema.yaml",
     "workflow/scripts/publish.py",
