@@ -7,6 +7,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -22,6 +23,7 @@ DEFAULT_SLUG = "text-statistics-workflow"
 TEST_USER = "smk-user"
 SECOND_USER = "smk-user2"
 IS_ROOT = os.geteuid() == 0
+SESSION_TEMP = pytest.StashKey[Path]()
 
 
 def ensure_user(name):
@@ -32,9 +34,12 @@ def ensure_user(name):
         pytest.fail(f"the unprivileged test user {name} does not exist; run the suite as root to create it")
 
 
+@pytest.hookimpl(tryfirst=True)
 def pytest_configure(config):
-    """As root, create the unprivileged test users once, before any test worker starts (useradd is not
-    safe to run concurrently)."""
+    """As root: create the unprivileged test users once, before any test worker starts (useradd is
+    not safe to run concurrently), and give this session a temp root of its own that the workflow
+    user can traverse. The shared /tmp/pytest-of-root would not do: every pytest session that starts
+    (a nested one, another developer's) resets it to 0700, cutting off commands already running."""
     if not IS_ROOT or hasattr(config, "workerinput"):
         return
     for name in (TEST_USER, SECOND_USER):
@@ -45,6 +50,18 @@ def pytest_configure(config):
                 ["useradd", "--no-create-home", "--home-dir", "/nonexistent", "--shell", "/usr/sbin/nologin", "-U", name],
                 check=True,
             )
+    if config.option.basetemp is None:
+        root = Path(tempfile.mkdtemp(prefix="template-tests-"))
+        os.chmod(root, 0o711)
+        config.option.basetemp = str(root / "t")
+        config.stash[SESSION_TEMP] = root
+
+
+def pytest_sessionfinish(session, exitstatus):
+    """Remove this session's temp root when every test passed (kept for a look after a failure)."""
+    root = session.config.stash.get(SESSION_TEMP, None)
+    if root is not None and exitstatus == 0:
+        shutil.rmtree(root, ignore_errors=True)
 
 
 def grant_traverse(path):
