@@ -296,22 +296,7 @@ def shipped_profile_numbers(tmp_path_factory):
     return profile_numbers(repo)
 
 
-@pytest.mark.parametrize(
-    "md",
-    [
-        pytest.param(
-            md,
-            marks=pytest.mark.xfail(
-                strict=True,
-                reason="docs/options.md states the other profiles' latency-wait as 'their own values', not as defaults",
-            ),
-        )
-        if md.name == "options.md"
-        else md
-        for md in TEMPLATE_DOCS
-    ],
-    ids=lambda p: p.relative_to(TEMPLATE).as_posix(),
-)
+@pytest.mark.parametrize("md", TEMPLATE_DOCS, ids=lambda p: p.relative_to(TEMPLATE).as_posix())
 def test_template_docs_state_profile_numbers_only_as_defaults(md, shipped_profile_numbers):
     """The template's docs may quote what the shipped profiles say, but only as a default: a user's repository
     may say otherwise."""
