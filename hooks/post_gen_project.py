@@ -102,7 +102,7 @@ def init_git():
 def render_docs():
     """Fill the generated doc tables from the profiles and schemas just rendered."""
     subprocess.run(
-        [sys.executable, "workflow/scripts/render_docs.py", "--sections", "contexts", "config-keys", "sample-columns"],
+        [sys.executable, "workflow/scripts/render_docs.py", "--sections", "contexts", "slurm-status-checks", "config-keys", "sample-columns"],
         check=True,
         stdout=subprocess.DEVNULL,
     )
