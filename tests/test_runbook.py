@@ -2,7 +2,7 @@
 
 import re
 
-from conftest import isolated_env, run_command
+from conftest import isolated_env, run_command, workflow_user
 
 
 def runbook_commands(operations_md: str) -> list[str]:
@@ -11,7 +11,7 @@ def runbook_commands(operations_md: str) -> list[str]:
     return [line.strip() for block in blocks for line in block.splitlines() if line.strip()]
 
 
-def test_every_runbook_command_runs_in_order_in_a_fresh_repository(render, tmp_path):
+def test_every_runbook_command_runs_in_order_in_a_fresh_repository_as_its_user(render, tmp_path):
     repo = render()
     commands = runbook_commands((repo / "docs/operations.md").read_text())
     assert len(commands) >= 12
@@ -19,6 +19,8 @@ def test_every_runbook_command_runs_in_order_in_a_fresh_repository(render, tmp_p
     assert any("scratch.py kept" in c for c in commands) and any("--latency-wait" in c for c in commands)
     env = isolated_env(tmp_path)
     for command in commands:
-        run = run_command(["bash", "-euo", "pipefail", "-c", command], cwd=repo, env=env, timeout=300)
+        run = run_command(
+            ["bash", "-euo", "pipefail", "-c", command], cwd=repo, env=env, timeout=300, user=workflow_user()
+        )
         assert run.returncode == 0, f"runbook command failed: {command}\n{run.output[-2000:]}"
     assert (repo / "publish/current/MANIFEST.json").is_file() and (repo / "report.zip").is_file()
