@@ -4,9 +4,11 @@ The workflows run as unprivileged users (see conftest.py); two of them share one
 dir, as they would share a cluster node's /tmp.
 """
 
+import json
 import os
 import pwd
 import stat
+import sys
 
 import pytest
 from conftest import IS_ROOT, SECOND_USER, TEST_USER, hand_over, isolated_env, node_tmp, workflow_user
@@ -50,3 +52,20 @@ def test_two_users_run_one_after_the_other_on_one_node_each_in_a_private_scratch
         assert stat.S_ISDIR(info.st_mode) and info.st_uid == uid, f"{root} is {user}'s own directory"
         assert stat.S_IMODE(info.st_mode) == 0o700, f"{root} has mode {stat.S_IMODE(info.st_mode):o}, not 700"
         assert list(root.iterdir()) == [], "no scratch dirs left after success"
+
+
+def test_moving_the_checkout_reruns_nothing_and_no_recorded_command_names_a_place(render, snakemake, tmp_path):
+    repo = render()
+    snakemake(repo, "--profile", "profiles/local")
+    # what Snakemake keeps as each wrapped rule's code must not name the checkout or an interpreter
+    recorded = [json.loads(p.read_text()) for p in (repo / ".snakemake/metadata").rglob("*") if p.is_file()]
+    shell_code = {record["code"] for record in recorded if record.get("shellcmd")}
+    assert shell_code, "the shell rules' code was recorded"
+    for code in shell_code:
+        assert str(repo) not in code and sys.executable not in code and "/bin/python" not in code, code
+    moved = repo.with_name(f"{repo.name}-moved")
+    repo.rename(moved)  # a renamed folder, a re-pointed symlink, another mount point: the same checkout
+    again = snakemake(moved, "--profile", "profiles/local", "--dry-run")
+    assert "Nothing to be done" in again.output, again.output[-3000:]
+    changed = snakemake(moved, "--profile", "profiles/local", "--list-changes", "code")
+    assert "results/" not in changed.stdout and "work/" not in changed.stdout, changed.stdout

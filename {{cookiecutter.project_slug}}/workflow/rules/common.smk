@@ -6,7 +6,6 @@ import hashlib
 import json
 import os
 import re
-import shlex
 import sys
 from pathlib import Path
 
@@ -191,7 +190,13 @@ def sample_group(wildcards):
 # --------------------------------------------------------------------------
 # scratch wrapper for shell rules (mechanism: workflow/scripts/scratch.py)
 # --------------------------------------------------------------------------
-SCRATCH_PY = str(Path(workflow.basedir) / "scripts" / "scratch.py")
+# The wrapped command is what Snakemake records as a shell rule's code, so it names
+# no place: the wrapper is found through this variable (set here at parse time, so
+# also in every cluster job, which parses the Snakefile again) and run by the
+# python3 on PATH (the job's: a conda env's or a container's). Moving the checkout
+# or rebuilding the venv then changes no rule's code and reruns nothing.
+SCRATCH_PY_VARIABLE = "WORKFLOW_SCRATCH_PY"
+os.environ[SCRATCH_PY_VARIABLE] = str(Path(workflow.basedir) / "scripts" / "scratch.py")
 
 
 def _calling_rule_name():
@@ -218,8 +223,7 @@ def scratch(command):
         raise WorkflowError(f"scratch(): the command may not contain {marker}")
     wrapper = " ".join(
         [
-            shlex.quote(sys.executable),
-            shlex.quote(SCRATCH_PY),
+            f'python3 "${SCRATCH_PY_VARIABLE}"',
             " ".join(["shell", "--rule", _calling_rule_name()]),
             "--wildcards {wildcards:q}",
             "--root {resources.tmpdir:q} --staging {resources.scratch_staging:q}",

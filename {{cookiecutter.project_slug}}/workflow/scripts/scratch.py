@@ -30,6 +30,9 @@ Command line (besides ``shell``): ``scratch.py kept [--clean] [LOGDIR]`` lists
 (or removes) scratch dirs kept after failures, found through those records.
 """
 
+# Annotations stay strings: the wrapper runs under whatever python3 a job's PATH gives.
+from __future__ import annotations
+
 import argparse
 import contextlib
 import json
