@@ -317,7 +317,7 @@ class ScratchJob:
         return p if p.is_absolute() else self.workdir / p
 
     # lifecycle ---------------------------------------------------------------
-    def start(self) -> "ScratchJob":
+    def start(self) -> ScratchJob:
         t0 = time.monotonic()
         root = resolve_root(self.root)
         self.dir = Path(tempfile.mkdtemp(prefix=job_dir_name(self.rule, self.wildcards), dir=root))
