@@ -48,16 +48,22 @@ if _missing_policy:
 
 
 def _context_from_argv(argv):
-    """Name of the profile directory this run was started with (provenance)."""
+    """Name of the profile directory this run was started with (provenance).
+
+    Snakemake does not tell a workflow which profile it read, so the command line
+    is the source; the jobs Snakemake spawns (run: rules) inherit it below.
+    """
     for i, arg in enumerate(argv):
         if arg == "--profile" and i + 1 < len(argv):
             return Path(argv[i + 1]).name
         if arg.startswith("--profile="):
             return Path(arg.split("=", 1)[1]).name
-    return Path(os.environ.get("SNAKEMAKE_PROFILE", "unknown")).name
+    inherited = os.environ.get("WORKFLOW_CONTEXT")
+    return inherited or Path(os.environ.get("SNAKEMAKE_PROFILE", "unknown")).name
 
 
 CONTEXT = _context_from_argv(sys.argv)
+os.environ["WORKFLOW_CONTEXT"] = CONTEXT
 CONFIG_SHA256 = hashlib.sha256(
     json.dumps(config, sort_keys=True, default=str).encode()
 ).hexdigest()
