@@ -1,6 +1,7 @@
 """End to end: the example workflow through the real snakemake CLI, local profile."""
 
 import csv
+import hashlib
 import json
 import re
 from collections import Counter
@@ -75,6 +76,54 @@ def test_broken_sample_sheet_fails_before_any_job_naming_sample(workflow_copy, r
     assert proc.returncode != 0
     assert message in proc.stdout + proc.stderr
     assert not (workflow_copy / "results").exists() and not (workflow_copy / "logs").exists()
+
+
+def test_sheet_with_byte_order_mark_and_crlf_line_ends_runs(workflow_copy, run_snakemake):
+    sheet = workflow_copy / "config/samples.tsv"
+    rows = list(csv.DictReader(sheet.read_text().splitlines(), delimiter="\t"))
+    # as a spreadsheet saves "UTF-8 text": a byte-order mark first, CRLF line ends
+    sheet.write_bytes(b"\xef\xbb\xbf" + sheet.read_text().replace("\n", "\r\n").encode())
+    run_snakemake(workflow_copy, "--profile", "profiles/local")
+    for row in rows:
+        got = json.loads((workflow_copy / f"results/samples/{row['sample']}.summary.json").read_text())
+        assert (got["sample"], got["group"]) == (row["sample"], row["group"])
+
+
+def test_sheet_values_no_file_system_or_shell_can_take_are_refused_together_naming_each_line(
+    workflow_copy, run_snakemake
+):
+    long_id = "a" * 300
+    sheet = (
+        "sample\tpath\tgroup\n"
+        "beta\tbeta.txt\tprose\n"  # line 2: fine
+        f"{long_id}\talpha.txt\tx\n"  # line 3: an id no file name can hold
+        'alpha\t"alpha.txt\n__SCRATCH_COMMAND__\necho injected"\tx\n'  # lines 4-6: a quoted path with line breaks
+        'gamma\t"gamma\t.txt"\tnotes\n'  # line 7: a tab inside a quoted path
+        f"delta\t{'d' * 256}/gamma.txt\tx\n"  # line 8: a folder name longer than 255 bytes
+        "epsilon\tgamma.txt\tnotes\u0007\n"  # line 9: a control character in the group
+    )
+    (workflow_copy / "config/samples.tsv").write_text(sheet)
+    proc = run_snakemake(workflow_copy, "--profile", "profiles/local", check=False)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode != 0
+    expected = [
+        ("line 3 (sample 'aaaa", "sample id is 300 characters long; at most 128 are allowed"),
+        ("line 4 (sample 'alpha')", "column 'path' contains the control character U+000A"),
+        ("line 7 (sample 'gamma')", "column 'path' contains the control character U+0009"),
+        ("line 8 (sample 'delta')", "in path is 256 bytes long; file systems allow at most 255 bytes"),
+        ("line 9 (sample 'epsilon')", "column 'group' contains the control character U+0007"),
+    ]
+    for where, message in expected:
+        assert re.search(re.escape(where) + r"[^\n]*" + re.escape(message), out), (where, message, out[-3000:])
+    assert "samples.tsv line 2 " not in out, "the good row is not named"
+    assert not (workflow_copy / "results").exists() and not (workflow_copy / "logs").exists()
+
+
+def test_the_sample_id_limit_keeps_every_derived_name_within_255_bytes(workflow_copy, run_snakemake):
+    longest = hashlib.sha512(b"sample").hexdigest()  # 128 characters, the schema's maxLength
+    (workflow_copy / "config/samples.tsv").write_text(f"sample\tpath\tgroup\n{longest}\talpha.txt\tprose\n")
+    run_snakemake(workflow_copy, "--profile", "profiles/local")
+    assert json.loads((workflow_copy / f"results/samples/{longest}.summary.json").read_text())["sample"] == longest
 
 
 def test_running_without_a_profile_names_the_missing_policy(workflow_copy, run_snakemake):

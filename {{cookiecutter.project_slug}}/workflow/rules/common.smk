@@ -74,20 +74,32 @@ CONFIG_SHA256 = hashlib.sha256(
 SAMPLE_ID_REGEX = r"[A-Za-z0-9][A-Za-z0-9_.-]*"
 SAMPLE_ID_PATTERN = re.compile(f"^{SAMPLE_ID_REGEX}$")
 SAMPLES_SCHEMA = Path(workflow.basedir) / "schemas" / "samples.schema.yaml"
+# File systems allow 255 bytes per name. Sample ids become parts of names
+# (results/samples/<id>.summary.json, and its hidden partial copy
+# .<id>.summary.json.scratch-partial-<pid>-<hex>: 45 bytes more), so the
+# schema's maxLength for an id leaves room for those and for names rules add.
+NAME_MAX_BYTES = 255
+# Tabs, line breaks and other control characters: a line break in a path would
+# end the scratch wrapper's command early (its here-document) and split logs.
+CONTROL_CHARACTER = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 
 
-def _row_checker(schema_path):
+def _load_schema(schema_path):
+    import yaml
+
+    with open(schema_path, encoding="utf-8") as fh:
+        return yaml.safe_load(fh)
+
+
+def _row_checker(schema):
     """check(row) -> the first schema problem of a sheet row, or None.
 
     Fills in the schema's defaults, as snakemake.utils.validate() does. That
     function re-reads and re-compiles the schema on every call (milliseconds
-    per row, minutes for 10,000 samples), so the schema is loaded once here.
+    per row, minutes for 10,000 samples), so the schema is compiled once here.
     """
     import jsonschema
-    import yaml
 
-    with open(schema_path, encoding="utf-8") as fh:
-        schema = yaml.safe_load(fh)
     validator = jsonschema.Draft202012Validator(schema)
     defaults = {
         key: spec["default"]
@@ -104,6 +116,59 @@ def _row_checker(schema_path):
     return check
 
 
+def _shown(value, limit=40):
+    """A value short enough to quote in an error message."""
+    return repr(value) if len(value) <= limit else f"{value[:limit]!r}..."
+
+
+def _read_sheet(sheet):
+    """[(line number, fields)] of a tab-separated sheet, header first.
+
+    A byte-order mark (spreadsheet exports) and CRLF line ends are accepted;
+    blank lines are skipped; a record's number is the line it starts on.
+    """
+    try:
+        with open(sheet, newline="", encoding="utf-8-sig") as fh:
+            records, line = [], 0
+            reader = csv.reader(fh, delimiter="\t")
+            for fields in reader:
+                if fields:
+                    records.append((line + 1, fields))
+                line = reader.line_num
+            return records
+    except UnicodeDecodeError as exc:
+        raise WorkflowError(
+            f"Sample sheet {sheet} is not UTF-8 text (byte {exc.start}); "
+            "save it as UTF-8 (tab-separated)."
+        ) from None
+
+
+def _row_problem(row, id_max):
+    """The first problem of a row that the schema cannot say well, or None."""
+    for column, value in row.items():
+        found = CONTROL_CHARACTER.search(value)
+        if found:
+            return (
+                f"column {column!r} contains the control character "
+                f"U+{ord(found.group()):04X} (a tab, line break or similar); "
+                "remove it: values must be printable text"
+            )
+    sample = row.get("sample", "")
+    if len(sample) > id_max:
+        return (
+            f"sample id is {len(sample)} characters long; at most {id_max} are allowed, "
+            f"so that every file name made from it stays under the {NAME_MAX_BYTES}-byte "
+            "limit of file systems"
+        )
+    for part in Path(row.get("path", "")).parts:
+        if len(part.encode()) > NAME_MAX_BYTES:
+            return (
+                f"the name {_shown(part)} in path is {len(part.encode())} bytes long; "
+                f"file systems allow at most {NAME_MAX_BYTES} bytes per file or folder name"
+            )
+    return None
+
+
 def load_samples(sheet_path, input_dir):
     """Read and check the sample sheet; return {sample_id: row}.
 
@@ -116,23 +181,30 @@ def load_samples(sheet_path, input_dir):
             f"Sample sheet {sheet} does not exist (config key 'samples')."
         )
     base = Path(input_dir)
-    with open(sheet, newline="", encoding="utf-8") as fh:
-        rows = list(csv.DictReader(fh, delimiter="\t"))
+    records = _read_sheet(sheet)
     problems, samples = [], {}
-    check_row = _row_checker(SAMPLES_SCHEMA)
-    if not rows:
+    schema = _load_schema(SAMPLES_SCHEMA)
+    check_row = _row_checker(schema)
+    id_max = schema["properties"]["sample"]["maxLength"]
+    if len(records) < 2:
         problems.append(
             f"{sheet}: no samples (expected a header line and one row per sample)"
         )
-    for lineno, row in enumerate(rows, start=2):
-        if None in row or any(value is None for value in row.values()):
+    header = [name.strip() for name in records[0][1]] if records else []
+    for lineno, fields in records[1:]:
+        if len(fields) != len(header):
             problems.append(
                 f"{sheet} line {lineno}: wrong number of tab-separated columns"
+                f" ({len(fields)}, the header has {len(header)})"
             )
             continue
-        row = {key: value.strip() for key, value in row.items()}
+        row = {key: value.strip() for key, value in zip(header, fields)}
         sample = row.get("sample", "")
-        where = f"{sheet} line {lineno} (sample {sample!r})"
+        where = f"{sheet} line {lineno} (sample {_shown(sample)})"
+        problem = _row_problem(row, id_max)
+        if problem:
+            problems.append(f"{where}: {problem}")
+            continue
         problem = check_row(row)
         if problem:
             problems.append(
