@@ -33,7 +33,6 @@ COMMON_FILES = {
     "profiles/cluster-sim/status",
     "profiles/cluster-sim/cancel",
     "tests/conftest.py",
-    "tests/test_cluster_sim.py",
     "tests/test_profiles.py",
     "tests/test_publish.py",
     "tests/test_scratch.py",
