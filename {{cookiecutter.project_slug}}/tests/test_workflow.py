@@ -4,6 +4,7 @@ import csv
 import hashlib
 import json
 import re
+import shutil
 from collections import Counter
 
 import pytest
@@ -124,6 +125,47 @@ def test_the_sample_id_limit_keeps_every_derived_name_within_255_bytes(workflow_
     (workflow_copy / "config/samples.tsv").write_text(f"sample\tpath\tgroup\n{longest}\talpha.txt\tprose\n")
     run_snakemake(workflow_copy, "--profile", "profiles/local")
     assert json.loads((workflow_copy / f"results/samples/{longest}.summary.json").read_text())["sample"] == longest
+
+
+FAILING_SCRIPT_RULE = """
+
+rule explode:
+    input:
+        "data/inputs/alpha.txt",
+    output:
+        "results/explode.txt",
+    log:
+        "logs/explode/explode.log",
+    script:
+        "scripts/explode.py"
+"""
+FAILING_SCRIPT = """from scratch import scratch_job
+
+
+def parse(path):
+    raise ValueError(f"cannot parse {path}: no header line")
+
+
+with scratch_job(snakemake) as job:
+    parse(job.input[0])
+"""
+
+
+def test_a_failing_script_rules_log_holds_its_traceback(workflow_copy, run_snakemake):
+    with open(workflow_copy / "workflow/Snakefile", "a") as fh:
+        fh.write(FAILING_SCRIPT_RULE)
+    (workflow_copy / "workflow/scripts/explode.py").write_text(FAILING_SCRIPT)
+    proc = run_snakemake(workflow_copy, "--profile", "profiles/local", "results/explode.txt", check=False)
+    assert proc.returncode != 0
+    log = (workflow_copy / "logs/explode/explode.log").read_text()
+    assert "Traceback (most recent call last)" in log, log
+    assert "ValueError: cannot parse" in log and "no header line" in log, log
+    # the script's own line (Snakemake runs a copy with a preamble, so only the line text is stable)
+    assert re.search(r'explode\.py", line \d+, in parse\n +raise ValueError\(f"cannot parse \{path\}', log), log
+    kept = re.search(r"scratch dir KEPT for debugging: (\S+) \(on host", log)
+    assert kept, "the [scratch] record follows"
+    assert not (workflow_copy / "results/explode.txt").exists()
+    shutil.rmtree(kept.group(1))
 
 
 def test_running_without_a_profile_names_the_missing_policy(workflow_copy, run_snakemake):

@@ -384,9 +384,12 @@ class ScratchJob:
         shutil.rmtree(self.dir, ignore_errors=True)
         self._record("ok", removed=True)
 
-    def fail(self, reason: str) -> None:
+    def fail(self, reason: str, details: str | None = None) -> None:
+        """Record the failure; ``details`` (a traceback) goes to the durable log first."""
         if self._t_run and not self.stats["run_s"]:
             self.stats["run_s"] = time.monotonic() - self._t_run
+        if details:
+            self._append_log(details.rstrip("\n"))
         keep = self.on_failure == "keep"
         if self.dir is not None and not keep:
             shutil.rmtree(self.dir, ignore_errors=True)
@@ -513,7 +516,10 @@ def scratch_job(smk, staging: str | None = None, on_failure: str | None = None):
     try:
         yield job
     except BaseException as exc:
-        job.fail(f"{type(exc).__name__}: {exc}")
+        import traceback  # only when failing: it costs start-up time every job would pay
+
+        # Snakemake prints the traceback only to its own stderr; the rule's log keeps it too.
+        job.fail(f"{type(exc).__name__}: {exc}", details=traceback.format_exc())
         raise
     else:
         job.finish()
