@@ -11,6 +11,12 @@ _spec = importlib.util.spec_from_file_location(
 )
 publish_mechanism = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(publish_mechanism)
+# The release's RO-Crate (ro-crate-metadata.json), written through publish(describe=...)
+_spec = importlib.util.spec_from_file_location(
+    "release_crate", workflow.source_path("../scripts/release_crate.py")
+)
+release_crate = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(release_crate)
 
 
 def made_by():
@@ -65,9 +71,23 @@ def publish_release(log):
     Path(log).parent.mkdir(parents=True, exist_ok=True)
     try:
         result = publish_mechanism.publish(
-            PUBLISH_SET, "results", "publish", provenance
+            PUBLISH_SET,
+            "results",
+            "publish",
+            provenance,
+            describe=release_crate.describer(
+                snakefile=workflow.main_snakefile,
+                citation="CITATION.cff",
+                config_files=workflow.configfiles,
+                sample_sheet=config["samples"],
+                sheet_max_bytes=config["release_sample_sheet_max_bytes"],
+                job_times=release_crate.job_times(
+                    workflow.persistence, PUBLISH_SET.values()
+                ),
+                repository_url=release_crate.git_remote(workflow.basedir),
+            ),
         )
-    except publish_mechanism.PublishError as exc:
+    except (publish_mechanism.PublishError, release_crate.CrateError) as exc:
         raise WorkflowError(f"publish refused: {exc}") from None
     with open(log, "a", encoding="utf-8") as fh:
         fh.write(
