@@ -23,7 +23,7 @@ UNDER_CRUFT = "{{ cookiecutter._commit | default('') }}" != ""
 # option value -> paths that only belong to that value
 CI_FILES = {
     "github": [".github"],
-    "gitlab": [".gitlab-ci.yml"],
+    "gitlab": [".gitlab-ci.yml", "renovate.json"],  # .github/ holds GitHub's CI and Dependabot
 }
 EXECUTABLES = [
     "profiles/cluster-sim/submit",

@@ -232,7 +232,7 @@ def cffconvert(tmp_path_factory):
     [
         {},
         {
-            "project_name": "L'analyse \"rapide\" des données 🧬",
+            "project_name": 'L\'analyse "rapide" des données 🧬',
             "author_name": "O'Brien & Ñúñez: lab #1",
             "description": "Counts: words, 'quotes' and \\backslashes\\ — all kept",
             "version": "2.0.1",

@@ -10,6 +10,8 @@ from conftest import isolated_env, run_command, tool
 
 COMMON_FILES = {
     ".gitignore",
+    "CHANGELOG.md",
+    "CITATION.cff",
     ".pre-commit-config.yaml",
     ".snakemake-workflow-catalog.yml",
     "Makefile",
@@ -24,6 +26,7 @@ COMMON_FILES = {
     "data/inputs/beta.txt",
     "data/inputs/gamma.txt",
     "docs/operations.md",
+    "docs/releasing.md",
     "profiles/ci/config.yaml",
     "profiles/local/config.yaml",
     "profiles/slurm/config.yaml",
@@ -50,13 +53,19 @@ COMMON_FILES = {
     "workflow/schemas/config.schema.yaml",
     "workflow/schemas/samples.schema.yaml",
     "workflow/scripts/publish.py",
+    "workflow/scripts/release_crate.py",
     "workflow/scripts/render_docs.py",
     "workflow/scripts/render_report.py",
     "workflow/scripts/scratch.py",
     "workflow/scripts/summarize_sample.py",
     "workflow/scripts/summary_table.py",
 }
-CI_FILES = {"github": {".github/workflows/ci.yml"}, "gitlab": {".gitlab-ci.yml"}, "none": set()}
+# each CI service with the bot that keeps its actions/image and the pins current
+CI_FILES = {
+    "github": {".github/workflows/ci.yml", ".github/dependabot.yml"},
+    "gitlab": {".gitlab-ci.yml", "renovate.json"},
+    "none": set(),
+}
 LICENSE_FIRST_LINE = {"MIT": "MIT License", "BSD-3-Clause": "BSD 3-Clause License", "Apache-2.0": "Apache License"}
 
 # Every choice of every option appears at least once; no combination is invalid.
@@ -115,7 +124,7 @@ def test_no_template_syntax_survives(rendered):
 def test_every_yaml_and_json_file_parses(rendered):
     _, repo = rendered
     for rel in generated_files(repo):
-        if rel.endswith((".yaml", ".yml")):
+        if rel.endswith((".yaml", ".yml", ".cff")):
             assert yaml.safe_load((repo / rel).read_text()) is not None, rel
         elif rel.endswith(".json"):
             json.loads((repo / rel).read_text())
@@ -171,3 +180,23 @@ def test_generated_docs_record_the_cluster_answers(render):
     assert "| account (`slurm_account`) | proj42 |" in ops
     assert "| partition (`slurm_partition`) | gpu |" in ops
     assert re.search(r"\| `slurm` \| slurm \| 100 \| .*? \| 90 \|", ops)
+
+
+@pytest.mark.parametrize("ci", ["github", "gitlab"])
+def test_dependency_bot_config_watches_the_ci_and_the_pins(render, ci):
+    repo = render(ci=ci)
+    if ci == "github":
+        bot = yaml.safe_load((repo / ".github/dependabot.yml").read_text())
+        assert bot["version"] == 2
+        assert {(u["package-ecosystem"], u["directory"]) for u in bot["updates"]} == {
+            ("github-actions", "/"),
+            ("pip", "/"),
+        }
+        workflow = (repo / ".github/workflows/ci.yml").read_text()
+        # current majors (the bot keeps them so from here on)
+        for action in ("actions/checkout@v6", "actions/setup-python@v6", "actions/upload-artifact@v7"):
+            assert action in workflow, action
+    else:
+        bot = json.loads((repo / "renovate.json").read_text())
+        assert set(bot["enabledManagers"]) == {"pip_requirements", "gitlabci"}
+        assert bot["$schema"].endswith("renovate-schema.json")

@@ -196,7 +196,9 @@ def build_crate(
     if authors:
         root["author"] = single(authors)
     for url, (label, ver) in PROFILES.items():
-        root.append_to("conformsTo", crate.add_jsonld({"@id": url, "@type": "CreativeWork", "name": label, "version": ver}))
+        root.append_to(
+            "conformsTo", crate.add_jsonld({"@id": url, "@type": "CreativeWork", "name": label, "version": ver})
+        )
 
     workflow = crate.add_workflow(
         source=str(copies[SNAKEFILE_IN_RELEASE]),
