@@ -41,6 +41,12 @@ GITLAB_GLOBAL = {
 }
 
 
+def checkout_env(tmp_path):
+    """isolated_env for commands run as root in a checkout render() handed to the workflow user: git
+    (and pre-commit, which calls it) refuses a repository owned by another user unless told it is safe."""
+    return isolated_env(tmp_path, GIT_CONFIG_COUNT="1", GIT_CONFIG_KEY_0="safe.directory", GIT_CONFIG_VALUE_0="*")
+
+
 def git(cwd, env, *args):
     run = run_command(["git", *args], cwd=cwd, env=env, timeout=120)
     assert run.returncode == 0, repr(run)
@@ -170,7 +176,7 @@ def test_ci_file_parses_and_runs_exactly_the_documented_commands(render, ci):
 
 def test_ci_commands_succeed_in_a_fresh_checkout_with_a_real_venv(render, tmp_path):
     repo = render(ci="github")
-    env = isolated_env(tmp_path)
+    env = checkout_env(tmp_path)
     init_repo(repo, env, "CI checkout")
     # Like a CI runner: only the system Python on PATH; everything else comes from the .venv make setup builds.
     env["PATH"] = os.pathsep.join(p for p in env["PATH"].split(os.pathsep) if Path(p) != Path(sys.executable).parent)
@@ -182,6 +188,14 @@ def test_ci_commands_succeed_in_a_fresh_checkout_with_a_real_venv(render, tmp_pa
         assert run.returncode == 0, f"CI command failed: {command}\n{run!r}"
     assert (repo / ".venv/bin/snakemake").exists()
     assert (repo / "publish/current/MANIFEST.json").is_file()
+    assert (repo / "publish/current/ro-crate-metadata.json").is_file()
+    # the hygiene a new user meets after make setup, without activating the venv
+    assert (repo / ".git/hooks/pre-commit").is_file(), "make setup installed the git hook"
+    check = run_command([".venv/bin/pip", "check"], cwd=repo, env=env, timeout=120)
+    assert check.returncode == 0, repr(check)
+    hooks = run_command([".venv/bin/pre-commit", "run", "--all-files"], cwd=repo, env=env, timeout=600)
+    assert hooks.returncode == 0, repr(hooks)
+    assert git(repo, env, "status", "--porcelain") == "", "the hooks changed nothing"
 
 
 # --------------------------------------------------------------------------
@@ -220,7 +234,7 @@ CHECK_ONLY = {"ruff-check": ["ruff", "check"], "ruff-format": ["ruff", "format",
 
 def test_pre_commit_hooks_are_local_and_pass_on_the_generated_repo(render, tmp_path):
     repo = render()
-    env = isolated_env(tmp_path)
+    env = checkout_env(tmp_path)
     init_repo(repo, env, "Generated")
     config = yaml.safe_load((repo / ".pre-commit-config.yaml").read_text())
     hooks = []
@@ -228,6 +242,8 @@ def test_pre_commit_hooks_are_local_and_pass_on_the_generated_repo(render, tmp_p
         assert entry["repo"] == "local", entry
         hooks += entry["hooks"]
     assert all(hook["language"] == "system" for hook in hooks)
+    # each hook runs the tool make setup pinned into .venv/, by path (no activation, no download)
+    assert all(hook["entry"].startswith(".venv/bin/") for hook in hooks), [h["entry"] for h in hooks]
     assert {h["id"] for h in hooks} >= {
         "snakefmt",
         "ruff-check",
@@ -241,7 +257,7 @@ def test_pre_commit_hooks_are_local_and_pass_on_the_generated_repo(render, tmp_p
     for hook in hooks:
         files = hook_files(repo, hook, tracked)
         assert files, f"hook {hook['id']} matches no file"
-        args = shlex.split(hook["entry"])
+        args = shlex.split(hook["entry"].removeprefix(".venv/bin/"))  # this suite's venv has the same pins
         if hook["id"] in CHECK_ONLY:
             assert args[:2] == CHECK_ONLY[hook["id"]][:2], hook
             args = CHECK_ONLY[hook["id"]]
