@@ -7,7 +7,7 @@ import sys
 import time
 
 import pytest
-from conftest import isolated_env, run_command, scratch_records, tool
+from conftest import isolated_env, node_tmp, run_command, scratch_records, tool
 
 pytestmark = pytest.mark.timeout(900)
 CONTEXTS = ["local", "ci", "slurm", "cluster-sim"]
@@ -31,7 +31,7 @@ def scheduler_records(repo):
 
 
 def sim_env(tmp_path, **faults):
-    env = isolated_env(tmp_path, SIM_NODE_SCRATCH_ROOT=str(tmp_path / "nodes"))
+    env = isolated_env(tmp_path, SIM_NODE_SCRATCH_ROOT=str(node_tmp(tmp_path, "nodes")))
     env.update({k: str(v) for k, v in faults.items()})
     return env
 

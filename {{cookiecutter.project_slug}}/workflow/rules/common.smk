@@ -63,7 +63,7 @@ def _context_from_argv(argv):
 
 
 CONTEXT = _context_from_argv(sys.argv)
-os.environ["WORKFLOW_CONTEXT"] = CONTEXT
+os.environ.update(WORKFLOW_CONTEXT=CONTEXT)
 CONFIG_SHA256 = hashlib.sha256(
     json.dumps(config, sort_keys=True, default=str).encode()
 ).hexdigest()
