@@ -185,16 +185,6 @@ def start_job(state_dir: str, record: dict) -> subprocess.Popen:
     return job
 
 
-def wait_for_job(job: subprocess.Popen, kill_after: float | None) -> tuple[int, bool]:
-    """The job's return code and whether the kill fault struck."""
-    try:
-        return job.wait(timeout=kill_after), False
-    except subprocess.TimeoutExpired:
-        note(f"SIGKILL to the job after {kill_after} s (fault SIM_KILL_JOB: a time limit or preemption)")
-        signal_group(job.pid, signal.SIGKILL)
-        return job.wait(), True
-
-
 def hide_outputs(state_dir: str, record: dict) -> None:
     """Move a successful job's declared outputs into held/<id>/: the visibility-lag fault."""
     held_dir = os.path.join(state_dir, "held", record["id"])
@@ -219,16 +209,12 @@ def reveal_outputs(state_dir: str, record: dict) -> None:
 
 
 def outcome(state_dir: str, jobid: str, returncode: int, killed: bool) -> dict:
-    """The record's end fields: state, reason, exit_code, signal."""
-    exit_code, signum = (returncode, None) if returncode >= 0 else (128 - returncode, -returncode)
-    if os.path.exists(job_file(state_dir, jobid, "cancel")):
-        state, reason = "cancelled", "cancelled by the cancel command"
-    elif killed:
-        state, reason = "failed", "killed by SIGKILL (fault SIM_KILL_JOB)"
-    elif returncode:
-        state, reason = "failed", f"exit code {exit_code}" if signum is None else f"killed by signal {signum}"
-    else:
-        state, reason = "success", None
+    """The record's end fields; death by a signal gives exit code 128 + its number, as in a shell."""
+    signum = -returncode if returncode < 0 else None
+    exit_code = 128 + signum if signum else returncode
+    cancelled = os.path.exists(job_file(state_dir, jobid, "cancel"))
+    state = "cancelled" if cancelled else "failed" if killed or returncode else "success"
+    reason = "killed by SIGKILL (fault SIM_KILL_JOB)" if killed else f"exit code {exit_code}" if returncode else None
     return {"state": state, "reason": reason, "exit_code": exit_code, "signal": signum}
 
 
@@ -238,10 +224,17 @@ def supervise(state_dir: str, jobid: str) -> int:
     try:
         job = start_job(state_dir, record)
     except OSError as error:  # recorded, or status would answer "running" for ever
+        note(f"job {jobid} could not start: {error}")
         record.update(state="failed", reason=f"could not start: {error}", end_time=time.time())
         save_record(state_dir, record)
         return 1
-    returncode, killed = wait_for_job(job, record["faults"]["kill_after"])
+    kill_after, killed = record["faults"]["kill_after"], False
+    try:
+        returncode = job.wait(timeout=kill_after)
+    except subprocess.TimeoutExpired:
+        note(f"SIGKILL to the job after {kill_after} s (fault SIM_KILL_JOB: a time limit or preemption)")
+        signal_group(job.pid, signal.SIGKILL)
+        returncode, killed = job.wait(), True
     signal_group(job.pid, signal.SIGKILL)  # like a scheduler, end whatever the job left running
     prune_empty_dirs(record["node_tmpdir"])
     record.update(outcome(state_dir, jobid, returncode, killed))
