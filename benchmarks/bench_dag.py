@@ -10,7 +10,14 @@ the real Snakefile so both pick up the same workflow profile, and both run with 
 
 from __future__ import annotations
 
-from harness import Check, Context, Result, Stats, load
+import os
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+
+from harness import BenchError, Check, Context, Result, Stats, load, paired, tool
 
 BARE = """# Bare baseline (written by benchmarks/bench_dag.py): the example's rule shapes, none of its helpers.
 import csv
@@ -100,12 +107,39 @@ def make_samples(ctx: Context, sizes: list[int]) -> None:
         (ctx.repo / f"config/bench_samples_{n}.tsv").write_text("\n".join(lines[: n + 1]) + "\n")
 
 
-def _dry_run(ctx: Context, snakefile: str | None, n: int) -> float:
+def _dry_run(ctx: Context, snakefile: str | None, n: int) -> tuple[float, float]:
+    """(wall seconds, peak RSS in MB) of one ``snakemake -n`` on the sheet of n samples."""
     args = ["-n", "--profile", "profiles/local", "-q", "--config", f"samples=config/bench_samples_{n}.tsv"]
     if snakefile:
         args = ["-s", snakefile, *args]
-    seconds, _ = ctx.snakemake(*args, timeout=1800)
-    return seconds
+    return _timed_with_peak(ctx, [tool("snakemake"), *args], timeout=1800)
+
+
+def _timed_with_peak(ctx: Context, args: list[str], timeout: float) -> tuple[float, float]:
+    """Run a command; (wall seconds, peak RSS in MB of it and the children it waited for).
+
+    os.wait4 returns the resource use of exactly this child, so every run is measured on its own
+    (RUSAGE_CHILDREN of this process would keep the largest peak of all earlier runs).
+    """
+    if ctx.verbose:
+        print("  $", " ".join(args), file=sys.stderr, flush=True)
+    with tempfile.TemporaryFile() as out:
+        t0 = time.perf_counter()
+        proc = subprocess.Popen(args, cwd=ctx.repo, env=ctx.env, stdout=out, stderr=subprocess.STDOUT)
+        timer = threading.Timer(timeout, proc.kill)
+        timer.start()
+        try:
+            _, status, usage = os.wait4(proc.pid, 0)
+        finally:
+            timer.cancel()
+        seconds = time.perf_counter() - t0
+        proc.returncode = os.waitstatus_to_exitcode(status)  # reaped here: Popen must not wait again
+        if proc.returncode != 0:
+            out.seek(0)
+            tail = out.read().decode(errors="replace")[-3000:]
+            why = f"was killed after {timeout} s" if seconds >= timeout else f"exited with {proc.returncode}"
+            raise BenchError(f"{' '.join(args[:8])} ... {why}:\n{tail}")
+    return seconds, usage.ru_maxrss / 1024  # ru_maxrss is in KiB on Linux
 
 
 def run(ctx: Context, sizes: list[int], repeats: dict[int, int]) -> Result:
@@ -113,62 +147,91 @@ def run(ctx: Context, sizes: list[int], repeats: dict[int, int]) -> Result:
     (ctx.repo / "workflow/bench_bare.smk").write_text(BARE)
     make_samples(ctx, sizes)
     _dry_run(ctx, None, sizes[0])  # warm-up, not counted
-    real: dict[int, list[float]] = {}
-    bare: dict[int, list[float]] = {}
+    wall: dict[str, dict[int, list[float]]] = {"example": {}, "bare": {}}
+    peak: dict[str, dict[int, list[float]]] = {"example": {}, "bare": {}}
     for n in sizes:
         for r in range(repeats[n]):
-            for variant in ("real", "bare") if r % 2 == 0 else ("bare", "real"):
-                if variant == "real":
-                    real.setdefault(n, []).append(_dry_run(ctx, None, n))
-                else:
-                    bare.setdefault(n, []).append(_dry_run(ctx, "workflow/bench_bare.smk", n))
+            for variant in ("example", "bare") if r % 2 == 0 else ("bare", "example"):
+                seconds, mb = _dry_run(ctx, "workflow/bench_bare.smk" if variant == "bare" else None, n)
+                wall[variant].setdefault(n, []).append(seconds)
+                peak[variant].setdefault(n, []).append(mb)
+    smallest, largest = sizes[0], sizes[-1]
+
+    def per_sample_ms(variant: str, n: int) -> float:
+        """Median ms per sample beyond the smallest sheet (start-up and parsing taken out)."""
+        times = wall[variant]
+        return (Stats(times[n]).median - Stats(times[smallest]).median) / (n - smallest) * 1000
+
     rows = []
     ratios = {}
     for n in sizes:
-        r, b = Stats(real[n]), Stats(bare[n])
-        ratios[n] = r.median / b.median
-        rows.append([f"{n:,}", *r.cells("{:.2f} s"), *b.cells("{:.2f} s"), f"{ratios[n]:.2f}"])
+        r, b = Stats(wall["example"][n]), Stats(wall["bare"][n])
+        ratios[n] = paired(wall["example"][n], wall["bare"][n], lambda a, b: a / b).median
+        per = [f"{per_sample_ms(v, n):.2f}" if n > smallest else "-" for v in ("example", "bare")]
+        mem = [f"{Stats(peak[v][n]).median:.0f} MB" for v in ("example", "bare")]
+        rows.append([f"{n:,}", *r.cells("{:.2f} s"), *b.cells("{:.2f} s"), f"{ratios[n]:.2f}", per[0], per[1], *mem])
 
-    def marginal(times: dict[int, list[float]], lo: int, hi: int) -> float:
-        """Median seconds per extra sample between two sizes."""
-        return (Stats(times[hi]).median - Stats(times[lo]).median) / (hi - lo)
-
-    checks = [Check(f"example / bare at {sizes[-1]:,} samples", ratios[sizes[-1]], "<= 1.2", ratios[sizes[-1]] <= 1.2)]
+    checks = [Check(f"example / bare at {largest:,} samples", ratios[largest], "<= 1.2", ratios[largest] <= 1.2)]
     notes = []
     if len(sizes) >= 3:
-        lo, mid, hi = sizes[-3], sizes[-2], sizes[-1]
-        growth = {}
-        for label, times in (("example", real), ("bare", bare)):
-            m1, m2 = marginal(times, lo, mid), marginal(times, mid, hi)
-            growth[label] = m2 / m1 if m1 > 0 else float("inf")
-            notes.append(
-                f"{label}: {m1 * 1000:.2f} ms per extra sample from {lo:,} to {mid:,}, "
-                f"{m2 * 1000:.2f} ms from {mid:,} to {hi:,} (growth factor {growth[label]:.2f}; "
-                f"linear = 1, quadratic ≈ {(hi + mid) / (mid + lo):.0f})."
-            )
+        mid = sizes[-2]
+        growth = {
+            v: per_sample_ms(v, largest) / per_sample_ms(v, mid) if per_sample_ms(v, mid) > 0 else float("inf")
+            for v in ("example", "bare")
+        }
         checks.append(
             Check(
-                "growth of ms/sample, example (linear = 1)",
+                f"ms/sample at {largest:,} over ms/sample at {mid:,}, example (linear = 1)",
                 growth["example"],
-                "<= 1.5",
-                growth["example"] <= 1.5,
+                "<= 1.3",
+                growth["example"] <= 1.3,
             )
         )
-        checks.append(Check("growth of ms/sample, bare (linear = 1)", growth["bare"]))
+        checks.append(Check(f"ms/sample at {largest:,} over ms/sample at {mid:,}, bare (linear = 1)", growth["bare"]))
+        for v in ("example", "bare"):
+            notes.append(
+                f"{v}: {per_sample_ms(v, mid):.2f} ms per sample at {mid:,}, {per_sample_ms(v, largest):.2f} ms "
+                f"at {largest:,} (growth {growth[v]:.2f}; linear = 1, quadratic ≈ {largest / mid:.0f})."
+            )
+    for v in ("example", "bare"):
+        extra_kb = (Stats(peak[v][largest]).median - Stats(peak[v][smallest]).median) * 1024 / (largest - smallest)
+        notes.append(f"{v}: peak memory grows by {extra_kb:.1f} KB per sample ({smallest:,} to {largest:,} samples).")
+    for v in ("example", "bare"):
+        checks.append(Check(f"peak memory, {v} at {largest:,} samples", Stats(peak[v][largest]).median, unit="MB"))
+    memory_ratio = paired(peak["example"][largest], peak["bare"][largest], lambda a, b: a / b).median
+    checks.append(Check(f"peak memory example / bare at {largest:,} samples", memory_ratio))
+    counts = sorted(set(repeats.values()), reverse=True)
+    repeats_note = f"{counts[0]} repeat(s), {repeats[largest]} at {largest:,} samples" if len(counts) > 1 else ""
     return Result(
         key="dag",
         title="4. DAG scale (`snakemake -n`)",
         method=(
             "`snakemake -n -q --profile profiles/local --config samples=SHEET` on the rendered "
             "example, and the same with `-s workflow/bench_bare.smk`, for each sheet size; wall time of the "
-            "whole process (start-up, parsing, sample-sheet checks, DAG). The two alternate within a repeat. "
-            "Growth factor: seconds per extra sample in the upper interval over the lower one."
+            "whole process (start-up, parsing, sample-sheet checks, DAG). The two alternate within a repeat; "
+            "the ratio is the median of per-repeat ratios. ms/sample: median wall time minus the median at "
+            f"{smallest:,} samples (start-up), per extra sample. Peak memory: the largest resident set of the "
+            "snakemake process and the children it waited for (`wait4` rusage, each run on its own), median."
         ),
-        headers=["samples", "example median", "min", "max", "bare median", "min", "max", "ratio"],
+        headers=[
+            "samples",
+            "example median",
+            "min",
+            "max",
+            "bare median",
+            "min",
+            "max",
+            "ratio",
+            "example ms/sample",
+            "bare ms/sample",
+            "example peak RSS",
+            "bare peak RSS",
+        ],
         rows=rows,
         checks=checks,
         notes=notes,
         load_before=before,
         load_after=load(),
         repeats=max(repeats.values()),
+        repeats_note=repeats_note,
     )

@@ -46,11 +46,11 @@ FULL = dict(
     small_bytes=1024,
     big_files=5,
     big_mb=1024,
-    samples=[10, 1_000, 10_000],
+    samples=[10, 1_000, 10_000, 100_000],
     cluster_jobs=200,
     # chosen so the whole run stays near 11 minutes on 2 cores (docs/performance.md gives the time)
     repeats=dict(
-        overhead=5, shadow=2, staging=6, publish_small=3, publish_big=2, dag=3, dag_largest=2, cluster=1, slurm=2
+        overhead=5, shadow=2, staging=6, publish_small=3, publish_big=2, dag=3, dag_largest=1, cluster=1, slurm=2
     ),
 )
 SMOKE = dict(
@@ -60,7 +60,7 @@ SMOKE = dict(
     small_bytes=1024,
     big_files=2,
     big_mb=1,
-    samples=[10, 20],
+    samples=[10, 20, 30],
     cluster_jobs=10,
     repeats=dict(
         overhead=1, shadow=1, staging=1, publish_small=1, publish_big=1, dag=1, dag_largest=1, cluster=1, slurm=1
