@@ -12,12 +12,12 @@ A supervisor process per job (``scheduler.py supervise``) starts the job with SI
 SIM_HOSTNAME and SIM_NODE_TMPDIR (under SIM_NODE_SCRATCH_ROOT, default <tmp>/cluster-sim-<uid>/)
 added to its environment, waits for it, applies the faults and records the outcome.
 
-State lives in SIM_CLUSTER_DIR (default .cluster-sim/ in Snakemake's working directory): the job
-record jobs/<id>.json, replaced whole on each change, and jobs/<id>.out, the job's stdout and stderr
-with the supervisor's notes. ``load_records(state_dir)`` returns the records (dicts), oldest first:
-id, run_seq, rule (``group:<groupid>`` for a group job), wildcards, outputs, jobscript, cwd, host,
-faults, log, held, state (pending, running, success, failed, cancelled), submit_time, and from the
-supervisor node_tmpdir, supervisor_pid, pgid, start_time, exit_code, signal, reason, end_time,
+State lives in SIM_CLUSTER_DIR (default .cluster-sim/ in Snakemake's working directory): per job a
+record jobs/<id>.json, replaced whole on each change, and jobs/<id>.out, the job's output with the
+supervisor's notes. ``load_records(state_dir)`` returns the records (dicts), oldest first. Set at
+submit: id, run_seq, rule (``group:<groupid>`` for a group job), wildcards, outputs, jobscript, cwd,
+host, faults, log, held, state (pending, running, success, failed, cancelled), submit_time; set by the
+supervisor: node_tmpdir, supervisor_pid, pgid, start_time, exit_code, signal, reason, end_time,
 visible_time (times in epoch seconds).
 
 Faults, off unless set in the environment of the snakemake command:
