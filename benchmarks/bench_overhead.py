@@ -74,7 +74,8 @@ def _wrapper_alone(ctx: Context, n: int) -> tuple[Stats, Stats]:
         bash_t.append(seconds)
         (ctx.repo / out).unlink()
         cmd = [sys.executable, scratch_py, "shell", "--rule", "bench_wrapped", "--wildcards", str(i)]
-        cmd += ["--root", root, "--staging", "link", "--on-failure", "keep", "--input", "--output", out, "--log"]
+        cmd += ["--tmpdir", root, "--scratch-staging", "link", "--scratch-on-failure", "keep"]
+        cmd += ["--input", "--output", out, "--log"]
         seconds, proc = ctx.run(cmd, cwd=ctx.repo, stdin=f"echo > {out}\n")
         scratch_record(proc.stderr)
         wrap_t.append(seconds)

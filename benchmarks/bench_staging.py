@@ -39,7 +39,7 @@ def run(ctx: Context, nbytes: int, repeats: int) -> Result:
                 seconds, _ = ctx.run(["bash", "-euo", "pipefail", "-c", f"cp {src} {out}"], cwd=work)
             else:
                 cmd = [sys.executable, scratch_py, "shell", "--rule", "staging", "--wildcards", ""]
-                cmd += ["--root", root, "--staging", "copy", "--on-failure", "remove"]
+                cmd += ["--tmpdir", root, "--scratch-staging", "copy", "--scratch-on-failure", "remove"]
                 cmd += ["--input", src, "--output", out, "--log"]
                 seconds, proc = ctx.run(cmd, cwd=work, stdin=f"cp {src} {out}\n")
                 record = scratch_record(proc.stderr)
@@ -101,7 +101,7 @@ def run(ctx: Context, nbytes: int, repeats: int) -> Result:
         key="staging",
         title=f"2. Staging throughput ({size} in, {size} out, copy mode)",
         method=(
-            "`scratch.py shell --staging copy` with the arguments `scratch()` builds, command "
+            "`scratch.py shell --scratch-staging copy` with the arguments `scratch()` builds, command "
             "`cp {input:q} {output:q}`; scratch root in the same temp dir (same disk). Staging seconds come "
             "from the wrapper's own `[scratch]` record. The baseline for the target is `cp` of the same "
             "bytes (2 × one `cp` measured in the same repeat). Cases rotate within each repeat and each "

@@ -47,7 +47,16 @@ def pytest_configure(config):
             pwd.getpwnam(name)
         except KeyError:
             subprocess.run(
-                ["useradd", "--no-create-home", "--home-dir", "/nonexistent", "--shell", "/usr/sbin/nologin", "-U", name],
+                [
+                    "useradd",
+                    "--no-create-home",
+                    "--home-dir",
+                    "/nonexistent",
+                    "--shell",
+                    "/usr/sbin/nologin",
+                    "-U",
+                    name,
+                ],
                 check=True,
             )
     if config.option.basetemp is None:
@@ -284,3 +293,18 @@ def start_snakemake(repo, env, *args, log=None, user=TEST_USER):
     finally:
         if log:
             out.close()
+
+
+@pytest.fixture(scope="session")
+def mechanism(tmp_path_factory):
+    """The mechanism modules (workflow/scripts/) of one rendered repository, importable by name.
+
+    Their unit and fault tests live here, with the template, not in every generated repository.
+    """
+    out = tmp_path_factory.mktemp("mechanism")
+    proc, _ = render_template(out, out=out / "out", init_git="no")
+    assert proc.returncode == 0, proc.stderr
+    scripts = out / "out" / DEFAULT_SLUG / "workflow" / "scripts"
+    grant_traverse(scripts)
+    sys.path.insert(0, str(scripts))
+    return scripts

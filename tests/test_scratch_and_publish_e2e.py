@@ -125,7 +125,11 @@ def test_scratch_records_show_where_each_job_worked(render, snakemake, node_scra
     node_tmp, env = node_scratch
     snakemake(repo, "--profile", "profiles/ci", env=env)
     records = scratch_records(repo)
-    assert {r["rule"] for r in records} == {"tokenize", "summarize_sample", "summary_table", "report"}
+    # script jobs name their rule; shell jobs are known by their outputs (nothing ties them to a rule name)
+    assert {r["rule"] for r in records} == {None, "summarize_sample", "summary_table", "report"}
+    assert {r["outputs"][0] for r in records if r["rule"] is None} == {
+        f"work/tokens/{s}.tokens" for s in ("alpha", "beta", "gamma")
+    }
     assert all(r["status"] == "ok" and r["removed"] for r in records)
     assert {r["root"] for r in records} == {str(node_tmp / f"{repo.name}-ci-scratch-{repo.stat().st_uid}")}
     assert {r["staging"] for r in records} == {"copy"}, "the ci profile copies inputs"
@@ -183,15 +187,17 @@ def test_concurrent_publish_commands_end_cleanly_with_one_release(render, snakem
     assert subprocess.run([sys.executable, "workflow/scripts/publish.py", "verify"], cwd=repo).returncode == 0
 
 
-def test_publish_refuses_a_publish_set_entry_outside_results(render, snakemake):
+def test_a_final_output_outside_results_is_refused_before_any_job(render, snakemake):
     repo = render()
-    rules = repo / "workflow/rules/publish.smk"
-    rules.write_text(
-        rules.read_text().replace(
-            '"report.html": "results/report.html",',
-            '"report.html": "results/report.html",\n    "cfg": "config/config.yaml",',
+    snakefile = repo / "workflow/Snakefile"
+    text = snakefile.read_text()
+    assert '    rules.report.output.html: "report.html",\n' in text
+    snakefile.write_text(
+        text.replace(
+            '    rules.report.output.html: "report.html",\n',
+            '    rules.report.output.html: "report.html",\n    "config/config.yaml": "cfg",\n',
         )
     )
     run = snakemake(repo, "--profile", "profiles/local", "-n", "publish", check=False)
     assert run.returncode != 0
-    assert "'cfg' -> 'config/config.yaml' is not under results/" in run.output
+    assert "final output config/config.yaml is not under results/" in run.output

@@ -3,9 +3,9 @@
 
 rule summary_table:
     input:
-        summaries=expand("results/samples/{sample}.summary.json", sample=SAMPLE_IDS),
+        summaries=expand(rules.summarize_sample.output.summary, sample=SAMPLE_IDS),
     output:
-        "results/tables/summary.tsv",
+        table="results/tables/summary.tsv",
     log:
         "logs/summary_table/summary_table.log",
     conda:
@@ -16,9 +16,9 @@ rule summary_table:
 
 rule report:
     input:
-        table="results/tables/summary.tsv",
+        table=rules.summary_table.output.table,
     output:
-        report(
+        html=report(
             "results/report.html",
             caption="../report/report.rst",
             category="Summary",

@@ -1,79 +1,22 @@
-# Shared helpers: config and sample-sheet access (in one place), the scratch
-# wrapper for shell rules, and the checks that run before any job starts.
+# The declared input surface, read in one place: the config (schema-validated)
+# and the sample sheet, checked before any job starts. Rules reach the sheet
+# only through sample_file() and sample_group().
 
 import csv
-import hashlib
-import json
-import os
 import re
-import sys
 from pathlib import Path
 
-from snakemake import __version__ as SNAKEMAKE_VERSION
 from snakemake.exceptions import WorkflowError
 from snakemake.utils import validate
 
 validate(config, "../schemas/config.schema.yaml")
 
 # --------------------------------------------------------------------------
-# operating context: policy must come from a profile
-# --------------------------------------------------------------------------
-# Scratch policy is read from default-resources set by profiles/<context>/.
-# Without a profile the jobs would not know where scratch is, so stop here.
-SCRATCH_POLICY_RESOURCES = ("tmpdir", "scratch_staging", "scratch_on_failure")
-
-
-def _default_resource_names():
-    resources = workflow.resource_settings.default_resources
-    return set(resources.keys()) if resources is not None else set()
-
-
-_missing_policy = [
-    name
-    for name in SCRATCH_POLICY_RESOURCES[1:]
-    if name not in _default_resource_names()
-]
-if _missing_policy:
-    _names = ", ".join(_missing_policy)
-    # every context this repository has, a team's own included
-    _contexts = sorted(
-        p.parent.name
-        for p in (Path(workflow.basedir).parent / "profiles").glob("*/config.yaml")
-    )
-    raise WorkflowError(
-        f"No operating context: the scratch policy ({_names}) comes from a profile. "
-        f"Run with --profile profiles/<context>, one of: {', '.join(_contexts)}; "
-        "see docs/operations.md."
-    )
-
-
-def _context_from_argv(argv):
-    """Name of the profile directory this run was started with (provenance).
-
-    Snakemake does not tell a workflow which profile it read, so the command line
-    is the source; the jobs Snakemake spawns (run: rules) inherit it below.
-    """
-    for i, arg in enumerate(argv):
-        if arg == "--profile" and i + 1 < len(argv):
-            return Path(argv[i + 1]).name
-        if arg.startswith("--profile="):
-            return Path(arg.split("=", 1)[1]).name
-    inherited = os.environ.get("WORKFLOW_CONTEXT")
-    return inherited or Path(os.environ.get("SNAKEMAKE_PROFILE", "unknown")).name
-
-
-CONTEXT = _context_from_argv(sys.argv)
-os.environ.update(WORKFLOW_CONTEXT=CONTEXT)
-CONFIG_SHA256 = hashlib.sha256(
-    json.dumps(config, sort_keys=True, default=str).encode()
-).hexdigest()
-
-# --------------------------------------------------------------------------
 # the sample sheet: validated before any job runs
 # --------------------------------------------------------------------------
 SAMPLE_ID_REGEX = r"[A-Za-z0-9][A-Za-z0-9_.-]*"
 SAMPLE_ID_PATTERN = re.compile(f"^{SAMPLE_ID_REGEX}$")
-SAMPLES_SCHEMA = Path(workflow.basedir) / "schemas" / "samples.schema.yaml"
+SAMPLES_SCHEMA = workflow.source_path("../schemas/samples.schema.yaml")
 # File systems allow 255 bytes per name. Sample ids become parts of names
 # (results/samples/<id>.summary.json, and its hidden partial copy
 # .<id>.summary.json.scratch-partial-<pid>-<hex>: 45 bytes more), so the
@@ -247,6 +190,13 @@ SAMPLES = load_samples(config["samples"], config["input_dir"])
 SAMPLE_IDS = sorted(SAMPLES)
 
 
+# A pattern, not the list of ids: Snakemake copies a constraint into every file
+# pattern it formats, so an alternation of 10,000 ids made the DAG quadratic.
+# An id that is not in the sheet is refused by sample_file().
+wildcard_constraints:
+    sample=SAMPLE_ID_REGEX,
+
+
 def _sample_row(wildcards):
     try:
         return SAMPLES[wildcards.sample]
@@ -263,66 +213,3 @@ def sample_file(wildcards):
 
 def sample_group(wildcards):
     return _sample_row(wildcards)["group"]
-
-
-# --------------------------------------------------------------------------
-# scratch wrapper for shell rules (mechanism: workflow/scripts/scratch.py)
-# --------------------------------------------------------------------------
-# The wrapped command is what Snakemake records as a shell rule's code, so it names
-# no place: the wrapper is found through this variable (set here at parse time, so
-# also in every cluster job, which parses the Snakefile again) and run by the
-# python3 on PATH (the job's: a conda env's or a container's). Moving the checkout
-# or rebuilding the venv then changes no rule's code and reruns nothing.
-SCRATCH_PY_VARIABLE = "WORKFLOW_SCRATCH_PY"
-os.environ[SCRATCH_PY_VARIABLE] = str(Path(workflow.basedir) / "scripts" / "scratch.py")
-
-
-def _calling_rule_name():
-    """Name of the rule whose job is formatting its command, else "job".
-
-    Snakemake evaluates a rule's shell: expression again inside the job's run
-    function, whose argument ``rule`` is the rule name. (The linter rejects a
-    {rule} placeholder, so the name is taken from there instead.)
-    """
-    name = sys._getframe(2).f_locals.get("rule")
-    return name if isinstance(name, str) and re.fullmatch(r"\w+", name) else "job"
-
-
-def scratch(command):
-    """Run a shell command in the job's node-local scratch dir.
-
-    Inputs are mirrored at their relative paths, outputs are written at their
-    relative paths there and brought back atomically; logs go straight to
-    their durable paths. Use exactly as a normal shell command:
-    ``shell: scratch("sort {input:q} > {output:q} 2> {log:q}")``.
-    """
-    marker = "__SCRATCH_COMMAND__"
-    if marker in command:
-        raise WorkflowError(f"scratch(): the command may not contain {marker}")
-    wrapper = " ".join(
-        [
-            f'python3 "${SCRATCH_PY_VARIABLE}"',
-            " ".join(["shell", "--rule", _calling_rule_name()]),
-            "--wildcards {wildcards:q}",
-            "--root {resources.tmpdir:q} --staging {resources.scratch_staging:q}",
-            "--on-failure {resources.scratch_on_failure:q}",
-            "--input {input:q} --output {output:q} --log {log:q}",
-        ]
-    )
-    return f"{wrapper} <<'{marker}'\n{command}\n{marker}\n"
-
-
-def check_publish_set(publish_set, final_outputs):
-    """The publish set may only name declared final outputs under results/."""
-    final = set()
-    for value in final_outputs.values():
-        final.update([value] if isinstance(value, str) else value)
-    for name, source in publish_set.items():
-        if not str(source).startswith("results/"):
-            raise WorkflowError(
-                f"publish set: {name!r} -> {source!r} is not under results/"
-            )
-        if source not in final:
-            raise WorkflowError(
-                f"publish set: {name!r} -> {source!r} is not a declared final output (FINAL_OUTPUTS in workflow/Snakefile)"
-            )

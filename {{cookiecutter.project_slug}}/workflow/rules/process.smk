@@ -6,7 +6,7 @@ rule tokenize:
     input:
         text=sample_file,
     output:
-        temp("work/tokens/{sample}.tokens"),
+        tokens=temp("work/tokens/{sample}.tokens"),
     log:
         "logs/tokenize/{sample}.log",
     conda:
@@ -26,10 +26,10 @@ rule tokenize:
 rule summarize_sample:
     # script: rule: the script opens scratch_job(snakemake) itself.
     input:
-        tokens="work/tokens/{sample}.tokens",
+        tokens=rules.tokenize.output.tokens,
         text=sample_file,
     output:
-        "results/samples/{sample}.summary.json",
+        summary="results/samples/{sample}.summary.json",
     log:
         "logs/summarize_sample/{sample}.log",
     conda:

@@ -1,16 +1,9 @@
-# The publish set is meaning: which final results downstream users may trust,
-# under which published names. Profiles cannot change it. Publishing is a
-# deliberate, separate target: snakemake --profile profiles/<context> publish
+# Publishing is a deliberate, separate target that writes a verifiable release
+# of the published final outputs (FINAL_OUTPUTS in workflow/Snakefile) under publish/:
+#   snakemake --profile profiles/<context> publish
 
 
-PUBLISH_SET = {
-    "summary.tsv": "results/tables/summary.tsv",
-    "report.html": "results/report.html",
-    **{
-        f"samples/{sample}.summary.json": f"results/samples/{sample}.summary.json"
-        for sample in SAMPLE_IDS
-    },
-}
+PUBLISH_SET = published_set(FINAL_OUTPUTS)
 
 
 localrules:
@@ -26,7 +19,7 @@ rule publish:
     log:
         "logs/publish/publish.log",
     run:
-        publish_release(log[0])
+        publish_release(PUBLISH_SET, log[0])
 
 
 # The current release's manifest, for the Snakemake report. Run after publish:

@@ -30,18 +30,18 @@ Commands (run in the repository root)::
 import argparse
 import contextlib
 import datetime as _dt
-import errno
 import fcntl
 import hashlib
 import json
 import os
 import re
-import shutil
 import subprocess
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path, PurePosixPath
+
+import durable
 
 MANIFEST = "MANIFEST.json"
 CHECKSUMS = "SHA256SUMS"
@@ -49,9 +49,7 @@ MANIFEST_FORMAT = 2
 CHUNK = 1 << 20
 READ_ONLY_FILE = 0o444
 READ_ONLY_DIR = 0o555
-FICLONE = 0x40049409  # Linux ioctl: share the source's blocks (btrfs, XFS, ...)
 RELEASE_NAME = re.compile(r"^\d{8}T\d{6}\.\d{6}Z-(?P<id>[0-9a-f]{12})$")
-_NOT_SUPPORTED = (errno.EXDEV, errno.ENOSYS, errno.EINVAL, errno.EOPNOTSUPP, errno.ENOTTY, errno.EBADF)
 
 
 class PublishError(RuntimeError):
@@ -61,18 +59,6 @@ class PublishError(RuntimeError):
 # --------------------------------------------------------------------------
 # bytes on disk
 # --------------------------------------------------------------------------
-def fsync(path) -> None:
-    """Flush a file or directory to disk (directories: where the filesystem allows)."""
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    except OSError:
-        if not os.path.isdir(path):
-            raise
-    finally:
-        os.close(fd)
-
-
 def sha256_file(path) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as fh:
@@ -90,35 +76,8 @@ def sha256_files(paths) -> list[str]:
         return list(pool.map(sha256_file, paths))
 
 
-def clone_file(src, dst) -> None:
-    """Copy src to a new file dst: a reflink where possible, else an in-kernel copy, else read/write."""
-    with open(src, "rb") as fin, open(dst, "xb") as fout:
-        with contextlib.suppress(OSError):
-            fcntl.ioctl(fout.fileno(), FICLONE, fin.fileno())
-            return
-        size = os.fstat(fin.fileno()).st_size
-        try:
-            while size > 0 and (n := os.copy_file_range(fin.fileno(), fout.fileno(), size)):
-                size -= n
-            return
-        except OSError as exc:
-            if exc.errno not in _NOT_SUPPORTED:
-                raise
-        fin.seek(0), fout.seek(0), fout.truncate()
-        shutil.copyfileobj(fin, fout, CHUNK)
-
-
 def _identity(st: os.stat_result) -> tuple:
     return (st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
-
-
-def remove_tree(path: Path) -> None:
-    """Remove a (read-only) release or staging dir."""
-    if not path.exists():
-        return
-    for dirpath, _dirs, _files in os.walk(path):
-        os.chmod(dirpath, 0o700)
-    shutil.rmtree(path)
 
 
 def utc_stamp(moment: _dt.datetime) -> str:
@@ -238,7 +197,7 @@ def point_current(publish_root: Path, release: Path) -> None:
     tmp = publish_root / f".current-{os.getpid()}-{os.urandom(3).hex()}"
     os.symlink(os.path.relpath(release, publish_root), tmp)
     os.replace(tmp, publish_root / "current")
-    fsync(publish_root)
+    durable.sync(publish_root)
 
 
 @contextlib.contextmanager
@@ -326,7 +285,7 @@ def _write_release(staging: Path, files, entries: list[dict], provenance: dict, 
         if dst.parent not in dirs:
             dst.parent.mkdir(parents=True, exist_ok=True)
             dirs.update([dst.parent, *dst.parent.parents])
-        clone_file(src, dst)
+        durable.clone(src, dst)
         if _identity(os.stat(src)) != entry.pop("_identity") or os.stat(dst).st_size != entry["size"]:
             raise PublishError(f"{src} changed while it was being published; rerun publish")
     manifest = {
@@ -345,13 +304,12 @@ def _write_release(staging: Path, files, entries: list[dict], provenance: dict, 
     sums |= {p.relative_to(staging).as_posix(): sha for p, sha in zip(metadata, sha256_files(metadata), strict=True)}
     checksums = checksum_lines(sums)
     (staging / CHECKSUMS).write_bytes(checksums)
-    for dirpath, subdirs, names in os.walk(staging, topdown=False):
+    durable.sync(staging)
+    for dirpath, subdirs, names in os.walk(staging):
         for name in names:
-            fsync(os.path.join(dirpath, name))
             os.chmod(os.path.join(dirpath, name), READ_ONLY_FILE)
         for name in subdirs:
             os.chmod(os.path.join(dirpath, name), READ_ONLY_DIR)
-        fsync(dirpath)
     return hashlib.sha256(checksums).hexdigest()[:12]
 
 
@@ -390,7 +348,7 @@ def publish(
     (publish_root / "releases").mkdir(parents=True, exist_ok=True)
     with publish_lock(publish_root, lock_timeout):
         for leftover in [*publish_root.glob(".staging-*"), *publish_root.glob(".current-*")]:
-            remove_tree(leftover) if leftover.is_dir() else leftover.unlink()
+            durable.rollback(leftover)
         current = current_release(publish_root)
         release, damaged = _reusable_release(publish_root, digest)
         created = release is None
@@ -403,10 +361,10 @@ def publish(
                 release = publish_root / "releases" / f"{now.strftime('%Y%m%dT%H%M%S.%fZ')}-{release_id}"
                 os.rename(staging, release)
             except BaseException:
-                remove_tree(staging)
+                durable.rollback(staging)
                 raise
             os.chmod(release, READ_ONLY_DIR)
-            fsync(release.parent)
+            durable.sync(release.parent)
         moved = current is None or current != release.resolve()
         if moved:
             point_current(publish_root, release)
@@ -422,7 +380,7 @@ def prune(publish_root: Path, keep: int) -> list[Path]:
         current = current_release(publish_root)
         for release in sorted(releases(publish_root), key=lambda p: p.name, reverse=True)[keep:]:
             if release.resolve() != current:
-                remove_tree(release)
+                durable.rollback(release)
                 removed.append(release)
     return removed
 

@@ -1,0 +1,292 @@
+"""workflow/scripts/publish.py, the release mechanism, on its own: releases, manifests, verify, prune.
+
+The module comes from a rendered repository (the `mechanism` fixture).
+"""
+
+import json
+import multiprocessing
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+
+@pytest.fixture(autouse=True)
+def _modules(mechanism):
+    global publish, PublishError, PUBLISH_PY
+    import publish
+    from publish import PublishError
+
+    PUBLISH_PY = Path(publish.__file__)
+
+
+@pytest.fixture
+def repo(tmp_path, monkeypatch):
+    (tmp_path / "results" / "tables").mkdir(parents=True)
+    (tmp_path / "results" / "tables" / "t.tsv").write_text("a\tb\n1\t2\n")
+    (tmp_path / "results" / "r.html").write_text("<p>hi</p>\n")
+    monkeypatch.chdir(tmp_path)
+    return tmp_path
+
+
+ENTRIES = {"table.tsv": "results/tables/t.tsv", "report.html": "results/r.html"}
+
+
+def cli(*args, cwd=None):
+    return subprocess.run(
+        [sys.executable, str(PUBLISH_PY), *args], cwd=cwd, capture_output=True, text=True, timeout=120
+    )
+
+
+def test_publish_creates_release_with_manifest_and_points_current(repo):
+    result = publish.publish(ENTRIES, provenance={"context": "test"})
+    release = Path(result["release"])
+    assert result["created"] and (repo / "publish/current").resolve() == release.resolve()
+    assert os.readlink(repo / "publish/current") == f"releases/{release.name}", "relative symlink"
+    manifest = json.loads((release / "MANIFEST.json").read_text())
+    assert {f["path"] for f in manifest["files"]} == {"table.tsv", "report.html"}
+    entry = next(f for f in manifest["files"] if f["path"] == "table.tsv")
+    assert entry["size"] == 8 and len(entry["sha256"]) == 64
+    assert manifest["provenance"] == {"context": "test"}
+    assert (release / "table.tsv").read_text() == "a\tb\n1\t2\n"
+
+
+def test_release_files_and_dirs_are_read_only(repo):
+    release = Path(publish.publish(ENTRIES)["release"])
+    assert not os.stat(release / "table.tsv").st_mode & 0o222
+    assert not os.stat(release).st_mode & 0o222
+
+
+def test_publishing_unchanged_results_creates_no_new_release(repo):
+    first = publish.publish(ENTRIES)
+    second = publish.publish(ENTRIES)
+    assert not second["created"] and not second["moved"]
+    assert second["release"] == first["release"]
+    assert len(publish.releases(repo / "publish")) == 1
+
+
+def test_changed_result_creates_second_release_and_moves_current(repo):
+    first = publish.publish(ENTRIES)
+    (repo / "results/r.html").unlink()  # as Snakemake does: a rerun replaces the file
+    (repo / "results/r.html").write_text("<p>changed</p>\n")
+    second = publish.publish(ENTRIES)
+    assert second["created"] and second["release"] != first["release"]
+    assert (repo / "publish/current").resolve() == Path(second["release"]).resolve()
+    assert (Path(first["release"]) / "report.html").read_text() == "<p>hi</p>\n", "old release untouched"
+
+
+def test_reverting_results_reuses_the_matching_release(repo):
+    first = publish.publish(ENTRIES)
+    original = (repo / "results/r.html").read_text()
+    (repo / "results/r.html").unlink()
+    (repo / "results/r.html").write_text("v2")
+    publish.publish(ENTRIES)
+    (repo / "results/r.html").unlink()
+    (repo / "results/r.html").write_text(original)
+    third = publish.publish(ENTRIES)
+    assert not third["created"] and third["moved"] and third["release"] == first["release"]
+    assert len(publish.releases(repo / "publish")) == 2
+
+
+def test_release_is_independent_of_results_in_place_writes_and_deletion(repo):
+    result_file = repo / "results/tables/t.tsv"
+    mode_before = os.stat(result_file).st_mode
+    release = Path(publish.publish(ENTRIES)["release"])
+    assert os.stat(result_file).st_mode == mode_before, "publishing leaves results/ writable for a rebuild"
+    assert os.stat(release / "table.tsv").st_ino != os.stat(result_file).st_ino
+    with open(result_file, "w") as fh:  # a tool that rewrites its output in place
+        fh.write("rewritten\n")
+    result_file.unlink()
+    assert (release / "table.tsv").read_text() == "a\tb\n1\t2\n"
+    assert publish.verify(release) == []
+
+
+def test_damaged_current_release_is_replaced_and_named_not_reported_unchanged(repo):
+    first = Path(publish.publish(ENTRIES)["release"])
+    os.chmod(first, 0o755)
+    (first / "report.html").unlink()
+    again = publish.publish(ENTRIES)
+    assert again["created"] and Path(again["release"]) != first
+    assert again["damaged"] and first.name in again["damaged"][0] and "missing: report.html" in again["damaged"][0]
+    assert "damaged release not reused" in publish.report(again)
+    assert (repo / "publish/current").resolve() == Path(again["release"]).resolve()
+    assert publish.verify(repo / "publish/current") == []
+
+
+@pytest.mark.parametrize(
+    "entries, message",
+    [
+        ({"x": "config/elsewhere.txt"}, "is not under results/"),
+        ({"x": "results/../secret.txt"}, "is not under results/"),
+        ({"x": "results/missing.txt"}, "does not exist"),
+        ({"../x": "results/r.html"}, "plain relative path"),
+        ({"MANIFEST.json": "results/r.html"}, "plain relative path"),
+    ],
+)
+def test_publish_refuses_bad_declarations_naming_the_entry(repo, entries, message):
+    (repo / "config").mkdir(exist_ok=True)
+    (repo / "config/elsewhere.txt").write_text("x")
+    with pytest.raises(PublishError, match=message):
+        publish.publish(entries)
+    assert not (repo / "publish/current").exists()
+
+
+def test_publish_refuses_symlink_that_escapes_results(repo):
+    (repo / "secret.txt").write_text("s")
+    (repo / "results/link.txt").symlink_to(repo / "secret.txt")
+    with pytest.raises(PublishError, match="symlink that leaves results/"):
+        publish.publish({"link.txt": "results/link.txt"})
+
+
+def _rewrite_manifest(release, change, update_checksums=False):
+    manifest = release / "MANIFEST.json"
+    os.chmod(manifest, 0o644)
+    data = json.loads(manifest.read_text())
+    change(data)
+    manifest.write_text(json.dumps(data))
+    if update_checksums:  # a careful forger also rewrites SHA256SUMS
+        sums = release / "SHA256SUMS"
+        os.chmod(sums, 0o644)
+        lines = [
+            (publish.sha256_file(manifest) if line.endswith("  MANIFEST.json") else line.split("  ")[0])
+            + "  "
+            + line.split("  ", 1)[1]
+            for line in sums.read_text().splitlines()
+        ]
+        sums.write_text("\n".join(lines) + "\n")
+
+
+TAMPERING = {
+    "edit": (lambda r: (r / "table.tsv").write_text("a\tb\n1\t3\n"), "altered: table.tsv"),
+    "delete": (lambda r: (r / "table.tsv").unlink(), "missing: table.tsv"),
+    "add file": (lambda r: (r / "extra.txt").write_text("x"), "extra: extra.txt"),
+    "add dir": (lambda r: (r / "empty").mkdir(), "extra: empty/"),
+    "symlink to a directory": (lambda r: (r / "evil").symlink_to("/etc"), "extra: evil (a symlink"),
+    "replace file by symlink": (
+        lambda r: ((r / "report.html").unlink(), (r / "report.html").symlink_to(r / "table.tsv")),
+        "report.html",
+    ),
+    "file list": (
+        lambda r: _rewrite_manifest(r, lambda d: d["files"][0].update(size=d["files"][0]["size"] + 1)),
+        "altered: MANIFEST.json",
+    ),
+    "provenance": (
+        lambda r: _rewrite_manifest(r, lambda d: d["provenance"].update(context="forged")),
+        "altered: MANIFEST.json (provenance edited)",
+    ),
+    "provenance and checksums": (
+        lambda r: _rewrite_manifest(r, lambda d: d["provenance"].update(context="forged"), update_checksums=True),
+        "SHA256SUMS: does not match the release name",
+    ),
+}
+
+
+@pytest.mark.parametrize("tamper", sorted(TAMPERING))
+def test_verify_names_whatever_was_tampered_with(repo, tamper):
+    release = Path(publish.publish(ENTRIES, provenance={"context": "test"})["release"])
+    for path in (release, release / "table.tsv"):
+        os.chmod(path, 0o755 if path.is_dir() else 0o644)
+    change, expected = TAMPERING[tamper]
+    change(release)
+    proc = cli("verify", cwd=repo)
+    assert proc.returncode == 1, proc.stdout
+    assert expected in proc.stderr
+
+
+@pytest.mark.parametrize("tamper", ["", "edit", "delete", "provenance"])
+def test_verify_and_sha256sum_agree(repo, tamper):
+    release = Path(publish.publish(ENTRIES, provenance={"context": "test"})["release"])
+    if tamper:
+        for path in (release, release / "table.tsv"):
+            os.chmod(path, 0o755 if path.is_dir() else 0o644)
+        TAMPERING[tamper][0](release)
+    ours = cli("verify", cwd=repo).returncode == 0
+    coreutils = subprocess.run(["sha256sum", "--quiet", "-c", "SHA256SUMS"], cwd=release, capture_output=True)
+    assert ours == (coreutils.returncode == 0) == (not tamper)
+
+
+def test_verify_passes_on_intact_release_and_fails_without_one(repo):
+    assert cli("verify", cwd=repo).returncode == 2
+    publish.publish(ENTRIES)
+    proc = cli("verify", cwd=repo)
+    assert proc.returncode == 0 and "OK" in proc.stdout and "2 files" in proc.stdout
+
+
+def test_interrupted_publish_leaves_current_intact_and_next_publish_cleans_up(repo):
+    first = publish.publish(ENTRIES)
+    (repo / "results/r.html").write_text("changed")
+    # a publish that is killed while its release is being built (describe= holds it there)
+    code = f"import publish, time; publish.publish({ENTRIES!r}, describe=lambda staging, manifest: time.sleep(120))"
+    env = dict(os.environ, PYTHONPATH=str(PUBLISH_PY.parent))
+    proc = subprocess.Popen([sys.executable, "-c", code], cwd=repo, env=env)
+    deadline, staged = time.monotonic() + 60, []
+    while not staged and time.monotonic() < deadline and proc.poll() is None:
+        staged = list((repo / "publish").glob(".staging-*/MANIFEST.json"))
+    assert staged, "publish never reached its staging dir"
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait(timeout=30)
+    assert (repo / "publish/current").resolve() == Path(first["release"]).resolve()
+    assert cli("verify", cwd=repo).returncode == 0
+    assert list((repo / "publish").glob(".staging-*")), "the interrupted staging dir is still there"
+    publish.publish(ENTRIES)
+    assert not list((repo / "publish").glob(".staging-*")), "next publish removed it"
+
+
+def _publish_in_process(entries, queue):
+    queue.put(publish.publish(entries))
+
+
+def test_concurrent_publishes_both_succeed_with_one_release(repo):
+    queue = multiprocessing.get_context("fork").Queue()
+    procs = [
+        multiprocessing.get_context("fork").Process(target=_publish_in_process, args=(ENTRIES, queue)) for _ in range(2)
+    ]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(60)
+        assert p.exitcode == 0
+    results = [queue.get(timeout=5) for _ in procs]
+    assert sorted(r["created"] for r in results) == [False, True]
+    assert len(publish.releases(repo / "publish")) == 1
+    assert cli("verify", cwd=repo).returncode == 0
+
+
+def test_list_marks_current_and_prune_never_removes_it(repo):
+    names = []
+    for i in range(3):
+        (repo / "results/r.html").unlink()
+        (repo / "results/r.html").write_text(f"v{i}")
+        names.append(Path(publish.publish(ENTRIES)["release"]).name)
+    listing = cli("list", cwd=repo).stdout
+    assert all(n in listing for n in names)
+    assert f"* {names[-1]}" in listing
+    publish.point_current(repo / "publish", repo / "publish/releases" / names[0])
+    proc = cli("prune", "--keep", "1", cwd=repo)
+    assert proc.returncode == 0, proc.stderr
+    remaining = sorted(p.name for p in publish.releases(repo / "publish"))
+    assert remaining == sorted({names[0], max(names)})
+    assert cli("verify", cwd=repo).returncode == 0
+
+
+def test_prune_refuses_keep_zero(repo):
+    publish.publish(ENTRIES)
+    proc = cli("prune", "--keep", "0", cwd=repo)
+    assert proc.returncode == 2 and "at least 1" in proc.stderr
+
+
+def test_metadata_written_by_describe_is_covered_by_checksums_and_verify(repo):
+    def describe(staging, manifest):
+        (staging / "extra-metadata.json").write_text(json.dumps({"files": len(manifest["files"])}))
+
+    release = Path(publish.publish(ENTRIES, describe=describe)["release"])
+    assert "  extra-metadata.json" in (release / "SHA256SUMS").read_text()
+    assert publish.verify(release) == []
+    os.chmod(release, 0o755)
+    os.chmod(release / "extra-metadata.json", 0o644)
+    (release / "extra-metadata.json").write_text("{}")
+    assert publish.verify(release) == ["altered: extra-metadata.json (sha256 differs from SHA256SUMS)"]

@@ -1,0 +1,121 @@
+"""The contract, for whatever this workflow computes: every operating context builds the same final
+outputs under results/ and publishes nothing; publishing makes a release that verifies; nothing runs
+without a profile; a failing job explains itself in its log; the docs say what the files say.
+These tests hold for any workflow built on this repository: keep them when you replace the example."""
+
+import csv
+import io
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+CONTEXTS = sorted(p.parent.name for p in (REPO / "profiles").glob("*/config.yaml"))
+LOCAL_CONTEXTS = [
+    c
+    for c in CONTEXTS
+    if yaml.safe_load((REPO / "profiles" / c / "config.yaml").read_text()).get("executor", "local") == "local"
+]
+
+
+def final_outputs(repo, run_snakemake):
+    """Every output under results/ that Snakemake plans for the default target (its --summary)."""
+    summary = run_snakemake(repo, "--profile", "profiles/local", "--summary").stdout
+    rows = csv.DictReader(io.StringIO(summary[summary.index("output_file") :]), delimiter="\t")
+    return sorted(r["output_file"] for r in rows if r["output_file"].startswith("results/"))
+
+
+def results_of(repo):
+    return {str(p.relative_to(repo)): p.read_bytes() for p in sorted((repo / "results").rglob("*")) if p.is_file()}
+
+
+@pytest.mark.parametrize("context", LOCAL_CONTEXTS)
+def test_each_local_context_builds_exactly_the_final_outputs_and_publishes_nothing(
+    context, workflow_copy, run_snakemake
+):
+    run_snakemake(workflow_copy, "--profile", f"profiles/{context}")
+    assert sorted(results_of(workflow_copy)) == final_outputs(workflow_copy, run_snakemake)
+    assert not (workflow_copy / "publish").exists(), "a plain run never publishes"
+    again = run_snakemake(workflow_copy, "--profile", f"profiles/{context}")
+    assert "Nothing to be done" in again.stdout + again.stderr
+
+
+@pytest.mark.skipif("cluster-sim" not in CONTEXTS, reason="this repository has no profiles/cluster-sim")
+def test_the_simulated_cluster_gives_the_same_results_as_local(workflow_copy, tmp_path, run_snakemake):
+    import shutil
+
+    local = workflow_copy
+    sim = tmp_path / "sim"
+    shutil.copytree(local, sim, symlinks=True)
+    run_snakemake(local, "--profile", "profiles/local")
+    run_snakemake(sim, "--profile", "profiles/cluster-sim", timeout=600)
+    assert results_of(sim) == results_of(local)
+
+
+def test_publish_makes_a_release_that_verify_and_sha256sum_accept(workflow_copy, run_snakemake):
+    run_snakemake(workflow_copy, "--profile", "profiles/local", "publish")
+    verify = [sys.executable, "workflow/scripts/publish.py", "verify"]
+    assert subprocess.run(verify, cwd=workflow_copy, capture_output=True).returncode == 0
+    release = workflow_copy / "publish/current"
+    assert subprocess.run(["sha256sum", "--quiet", "-c", "SHA256SUMS"], cwd=release).returncode == 0
+    again = run_snakemake(workflow_copy, "--profile", "profiles/local", "publish")
+    assert "no new release" in again.stdout + again.stderr
+
+
+def test_running_jobs_without_a_profile_is_refused_naming_the_contexts(workflow_copy, run_snakemake):
+    proc = run_snakemake(workflow_copy, check=False)
+    assert proc.returncode != 0
+    out = proc.stdout + proc.stderr
+    assert "--profile profiles/<context>" in out and all(c in out for c in CONTEXTS)
+    assert not (workflow_copy / "results").exists()
+
+
+FAILING_SCRIPT_RULE = """
+
+rule explode:
+    input:
+        "config/config.yaml",
+    output:
+        "results/explode.txt",
+    log:
+        "logs/explode/explode.log",
+    script:
+        "scripts/explode.py"
+"""
+FAILING_SCRIPT = """from scratch import scratch_job
+
+
+def parse(path):
+    raise ValueError(f"cannot parse {path}: no header line")
+
+
+with scratch_job(snakemake) as job:
+    parse(job.input[0])
+"""
+
+
+def test_a_failing_script_rules_log_holds_its_traceback_and_names_its_kept_scratch(workflow_copy, run_snakemake):
+    with open(workflow_copy / "workflow/Snakefile", "a") as fh:
+        fh.write(FAILING_SCRIPT_RULE)
+    (workflow_copy / "workflow/scripts/explode.py").write_text(FAILING_SCRIPT)
+    proc = run_snakemake(workflow_copy, "--profile", "profiles/local", "results/explode.txt", check=False)
+    assert proc.returncode != 0
+    log = (workflow_copy / "logs/explode/explode.log").read_text()
+    assert "Traceback (most recent call last)" in log and "ValueError: cannot parse" in log, log
+    # the script's own line (Snakemake runs a copy with a preamble, so only the line text is stable)
+    assert re.search(r'explode\.py", line \d+, in parse\n +raise ValueError\(f"cannot parse \{path\}', log), log
+    kept = re.search(r"scratch dir KEPT for debugging: (\S+) \(on host", log)
+    assert kept and Path(kept.group(1)).is_dir()
+    assert not (workflow_copy / "results/explode.txt").exists()
+    subprocess.run(["rm", "-rf", kept.group(1)], check=True)
+
+
+def test_generated_docs_match_the_files_they_describe():
+    proc = subprocess.run(
+        [sys.executable, "workflow/scripts/render_docs.py", "--check"], cwd=REPO, capture_output=True, text=True
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr

@@ -1,0 +1,188 @@
+# How this workflow meets its contract: policy comes from a profile, shell rules
+# run in node-local scratch, final outputs live under results/, and publishing
+# records what made each file. The mechanism itself is in workflow/scripts/
+# (scratch.py, publish.py, durable.py: stdlib only, vendored from the template).
+
+import datetime
+import hashlib
+import json
+import os
+import sys
+from pathlib import Path
+
+from snakemake import __version__ as SNAKEMAKE_VERSION
+from snakemake.exceptions import WorkflowError
+from snakemake.io import IOFile
+
+# The mechanism modules, as local files also when this workflow is used as a module
+# from elsewhere (Snakemake then caches them side by side in one folder).
+SCRIPTS = os.path.dirname(workflow.source_path("../scripts/scratch.py"))
+for _module in ("durable", "publish", "release_crate"):
+    workflow.source_path(f"../scripts/{_module}.py")
+sys.path.insert(0, SCRIPTS)
+import publish as publish_mechanism  # noqa: E402
+
+# --------------------------------------------------------------------------
+# operating context: policy must come from a profile
+# --------------------------------------------------------------------------
+SCRATCH_POLICY = ("tmpdir", "scratch_staging", "scratch_on_failure")
+CONTEXTS = sorted(
+    p.parent.name
+    for p in (Path(workflow.basedir).parent / "profiles").glob("*/config.yaml")
+)
+_policy = workflow.resource_settings.default_resources
+_missing = [
+    name for name in SCRATCH_POLICY[1:] if _policy is None or name not in _policy
+]
+if _missing:
+    raise WorkflowError(
+        f"No operating context: the scratch policy ({', '.join(_missing)}) comes from a profile. "
+        f"Run with --profile profiles/<context>, one of: {', '.join(CONTEXTS)}; "
+        "see docs/operations.md."
+    )
+
+
+def _context_from_argv(argv):
+    """Name of the profile directory this run was started with (provenance).
+
+    Snakemake does not tell a workflow which profile it read, so the command line
+    is the source; the jobs Snakemake spawns (run: rules) inherit it below.
+    """
+    for i, arg in enumerate(argv):
+        if arg == "--profile" and i + 1 < len(argv):
+            return Path(argv[i + 1]).name
+        if arg.startswith("--profile="):
+            return Path(arg.split("=", 1)[1]).name
+    inherited = os.environ.get("WORKFLOW_CONTEXT")
+    return inherited or Path(os.environ.get("SNAKEMAKE_PROFILE", "unknown")).name
+
+
+CONTEXT = _context_from_argv(sys.argv)
+os.environ.update(WORKFLOW_CONTEXT=CONTEXT)
+CONFIG_SHA256 = hashlib.sha256(
+    json.dumps(config, sort_keys=True, default=str).encode()
+).hexdigest()
+
+# --------------------------------------------------------------------------
+# shell rules in scratch
+# --------------------------------------------------------------------------
+# The wrapped command is what Snakemake records as a shell rule's code, so it names
+# no place: scratch.py is found through this variable (set at parse time, so also in
+# every cluster job, which parses the Snakefile again) and run by the python3 on the
+# job's PATH. Moving the checkout or rebuilding the venv reruns nothing.
+os.environ.update(WORKFLOW_SCRATCH_PY=os.path.join(SCRIPTS, "scratch.py"))
+
+
+def scratch(command):
+    """A shell command that runs in the job's node-local scratch dir.
+
+    Inputs are mirrored at their relative paths, outputs are written at their
+    relative paths there and brought back atomically; logs go straight to
+    their durable paths. Use it as the shell command itself:
+    ``shell: scratch("sort {input:q} > {output:q} 2> {log:q}")``.
+    """
+    marker = "__SCRATCH_COMMAND__"
+    if marker in command:
+        raise WorkflowError(f"scratch(): the command may not contain {marker}")
+    wrapper = (
+        'python3 "$WORKFLOW_SCRATCH_PY" shell --wildcards {wildcards:q}'
+        " --tmpdir {resources.tmpdir:q} --scratch-staging {resources.scratch_staging:q}"
+        " --scratch-on-failure {resources.scratch_on_failure:q}"
+        " --input {input:q} --output {output:q} --log {log:q}"
+    )
+    return f"{wrapper} <<'{marker}'\n{command}\n{marker}\n"
+
+
+# --------------------------------------------------------------------------
+# final outputs and publication
+# --------------------------------------------------------------------------
+def published_set(final_outputs):
+    """{published name: path} of the final outputs that are published.
+
+    Every final output must be under results/, the only place they appear.
+    """
+    for path in final_outputs:
+        if not str(path).startswith("results/"):
+            raise WorkflowError(
+                f"final output {path} is not under results/ (FINAL_OUTPUTS in workflow/Snakefile)"
+            )
+    return {name: str(path) for path, name in final_outputs.items() if name}
+
+
+def made_by(publish_set):
+    """What made each published file, from Snakemake's own records (.snakemake/).
+
+    Without a record the release could not say which computation produced the
+    file (e.g. after .snakemake/ was deleted), so publishing is refused.
+    """
+    records, unknown = {}, []
+    for name, source in publish_set.items():
+        record = workflow.persistence.metadata(IOFile(source))
+        if record is None or record.incomplete or record.endtime is None:
+            unknown.append(source)
+            continue
+        records[name] = {
+            "rule": record.rule,
+            "made_at": publish_mechanism.utc_stamp(
+                datetime.datetime.fromtimestamp(record.endtime, datetime.UTC)
+            ),
+        }
+    if unknown:
+        listed = ", ".join(unknown[:3]) + (" and others" if len(unknown) > 3 else "")
+        raise WorkflowError(
+            f"publish refused: Snakemake has no record of how {listed} "
+            f"{'were' if len(unknown) > 1 else 'was'} made (was .snakemake/ deleted?), so a release "
+            "could not say what produced it. Rebuild with: snakemake --profile profiles/<context> --forceall, "
+            "then publish again."
+        )
+    return records
+
+
+def publish_release(publish_set, log):
+    """Publish ``publish_set`` as a new release (or reuse an intact one with the same content)."""
+    import release_crate  # only when publishing: rocrate takes long to import for every job
+
+    git = publish_mechanism.git_state(workflow.basedir)
+    if git["git_dirty"]:
+        print(
+            "WARNING: the workflow's git work tree has uncommitted changes; the release records git_dirty: true",
+            file=sys.stderr,
+        )
+    provenance = {
+        "workflow_version": WORKFLOW_VERSION,
+        **git,
+        "config_sha256": CONFIG_SHA256,
+        "snakemake_version": SNAKEMAKE_VERSION,
+        "context": CONTEXT,
+        "published_at": publish_mechanism.utc_stamp(
+            datetime.datetime.now(datetime.UTC)
+        ),
+        "host": os.uname().nodename,
+        "made_by": made_by(publish_set),
+    }
+    Path(log).parent.mkdir(parents=True, exist_ok=True)
+    try:
+        result = publish_mechanism.publish(
+            publish_set,
+            "results",
+            "publish",
+            provenance,
+            describe=release_crate.describer(
+                snakefile=workflow.main_snakefile,
+                citation="CITATION.cff",
+                config_files=workflow.configfiles,
+                sample_sheet=config["samples"],
+                sheet_max_bytes=config["release_sample_sheet_max_bytes"],
+                job_times=release_crate.job_times(
+                    workflow.persistence, publish_set.values()
+                ),
+                repository_url=release_crate.git_remote(workflow.basedir),
+            ),
+        )
+    except (publish_mechanism.PublishError, release_crate.CrateError) as exc:
+        raise WorkflowError(f"publish refused: {exc}") from None
+    with open(log, "a", encoding="utf-8") as fh:
+        fh.write(
+            json.dumps({**result, "provenance": provenance}, sort_keys=True) + "\n"
+        )
+    print(publish_mechanism.report(result), flush=True)

@@ -1,0 +1,96 @@
+"""Durable file operations shared by scratch.py and publish.py (stdlib only).
+
+A file or tree is written under a temporary name, flushed to disk (``sync``),
+then moved into place with one rename (``commit``), or removed if anything
+went wrong (``rollback``). A reader never sees it half-written.
+
+From the Snakemake repository template, release {{ cookiecutter._template_version }}.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import fcntl
+import os
+import shutil
+
+CHUNK = 1 << 20
+FICLONE = 0x40049409  # Linux ioctl: share the source's blocks (btrfs, XFS, ...)
+_NO_KERNEL_COPY = (errno.EXDEV, errno.ENOSYS, errno.EINVAL, errno.EOPNOTSUPP, errno.ENOTTY, errno.EBADF)
+
+
+def sync(path) -> None:
+    """Flush a file, or every file and directory of a tree, to disk.
+
+    Directories are flushed where the filesystem allows it (some refuse).
+    """
+    if not os.path.isdir(path) or os.path.islink(path):
+        _fsync(path)
+        return
+    for dirpath, _dirs, names in os.walk(path, topdown=False):
+        for name in names:
+            if not os.path.islink(os.path.join(dirpath, name)):
+                _fsync(os.path.join(dirpath, name))
+        with contextlib.suppress(OSError):
+            _fsync(dirpath)
+
+
+def _fsync(path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def commit(tmp, final) -> None:
+    """Make the synced ``tmp`` appear as ``final`` atomically, and the rename durable."""
+    os.replace(tmp, final)
+    with contextlib.suppress(OSError):
+        _fsync(os.path.dirname(os.path.abspath(final)))
+
+
+def rollback(tmp) -> None:
+    """Remove a temporary file or tree (read-only ones too); nothing if it is gone."""
+    if os.path.isdir(tmp) and not os.path.islink(tmp):
+        for dirpath, _dirs, _files in os.walk(tmp):
+            with contextlib.suppress(OSError):
+                os.chmod(dirpath, 0o700)
+        shutil.rmtree(tmp, ignore_errors=True)
+    else:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+
+
+def clone(src, dst) -> None:
+    """Copy the file ``src`` to the new file ``dst`` with its mode: a reflink where the
+    filesystem can share blocks, else an in-kernel copy, else read and write."""
+    with open(src, "rb") as fin, open(dst, "xb") as fout:
+        try:
+            fcntl.ioctl(fout.fileno(), FICLONE, fin.fileno())
+        except OSError:
+            _copy_data(fin, fout)
+    shutil.copymode(src, dst)
+
+
+def _copy_data(fin, fout) -> None:
+    remaining = os.fstat(fin.fileno()).st_size
+    try:
+        while remaining > 0 and (n := os.copy_file_range(fin.fileno(), fout.fileno(), remaining)):
+            remaining -= n
+        return
+    except OSError as exc:
+        if exc.errno not in _NO_KERNEL_COPY:
+            raise
+    fin.seek(0), fout.seek(0), fout.truncate()
+    shutil.copyfileobj(fin, fout, CHUNK)
+
+
+def clone_tree(src, dst) -> int:
+    """Copy a file or a directory tree to the new path ``dst``; return the bytes copied."""
+    if not os.path.isdir(src):
+        clone(src, dst)
+        return os.path.getsize(dst)
+    os.mkdir(dst)
+    return sum(clone_tree(os.path.join(src, name), os.path.join(dst, name)) for name in sorted(os.listdir(src)))
