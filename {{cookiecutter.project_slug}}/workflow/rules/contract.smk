@@ -17,6 +17,9 @@ from snakemake.io import IOFile
 # The mechanism modules, as local files also when this workflow is used as a module
 # from elsewhere (Snakemake then caches them side by side in one folder).
 SCRIPTS = os.path.dirname(workflow.source_path("../scripts/scratch.py"))
+# This workflow's own folder (not the including one's when used as a module): its
+# git state is what a release records; a remote module has none here (None).
+WORKFLOW_DIR = os.path.dirname(str(workflow.current_basedir.get_path_or_uri(secret_free=True)))
 for _module in ("durable", "publish", "release_crate"):
     workflow.source_path(f"../scripts/{_module}.py")
 sys.path.insert(0, SCRIPTS)
@@ -26,10 +29,7 @@ import publish as publish_mechanism  # noqa: E402
 # operating context: policy must come from a profile
 # --------------------------------------------------------------------------
 SCRATCH_POLICY = ("tmpdir", "scratch_staging", "scratch_on_failure")
-CONTEXTS = sorted(
-    p.parent.name
-    for p in (Path(workflow.basedir).parent / "profiles").glob("*/config.yaml")
-)
+CONTEXTS = sorted(p.parent.name for p in Path("profiles").glob("*/config.yaml"))
 _policy = workflow.resource_settings.default_resources
 _missing = [
     name for name in SCRATCH_POLICY[1:] if _policy is None or name not in _policy
@@ -142,7 +142,11 @@ def publish_release(publish_set, log):
     """Publish ``publish_set`` as a new release (or reuse an intact one with the same content)."""
     import release_crate  # only when publishing: rocrate takes long to import for every job
 
-    git = publish_mechanism.git_state(workflow.basedir)
+    git = (
+        publish_mechanism.git_state(WORKFLOW_DIR)
+        if os.path.isdir(WORKFLOW_DIR)
+        else {"git_commit": None, "git_dirty": None}
+    )
     if git["git_dirty"]:
         print(
             "WARNING: the workflow's git work tree has uncommitted changes; the release records git_dirty: true",
@@ -176,7 +180,7 @@ def publish_release(publish_set, log):
                 job_times=release_crate.job_times(
                     workflow.persistence, publish_set.values()
                 ),
-                repository_url=release_crate.git_remote(workflow.basedir),
+                repository_url=release_crate.git_remote(WORKFLOW_DIR),
             ),
         )
     except (publish_mechanism.PublishError, release_crate.CrateError) as exc:
