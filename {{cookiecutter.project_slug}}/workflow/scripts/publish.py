@@ -68,11 +68,16 @@ def sha256_file(path) -> str:
 
 
 def sha256_files(paths) -> list[str]:
-    """sha256 of each path, on all cores (hashlib releases the GIL while hashing)."""
+    """sha256 of each path, on all cores (hashlib releases the GIL while hashing).
+
+    More threads than cores: one file's hash cannot be split, so with five big
+    files on two cores, two threads would leave a core idle for the fifth file;
+    five threads share both cores to the end.
+    """
     paths = list(paths)
     if len(paths) < 2:
         return [sha256_file(p) for p in paths]
-    with ThreadPoolExecutor(max_workers=min(len(paths), os.cpu_count() or 1)) as pool:
+    with ThreadPoolExecutor(max_workers=min(len(paths), 4 * (os.cpu_count() or 1))) as pool:
         return list(pool.map(sha256_file, paths))
 
 
