@@ -107,16 +107,16 @@ def make_samples(ctx: Context, sizes: list[int]) -> None:
         (ctx.repo / f"config/bench_samples_{n}.tsv").write_text("\n".join(lines[: n + 1]) + "\n")
 
 
-def _dry_run(ctx: Context, snakefile: str | None, n: int) -> tuple[float, float]:
-    """(wall seconds, peak RSS in MB) of one ``snakemake -n`` on the sheet of n samples."""
+def _dry_run(ctx: Context, snakefile: str | None, n: int) -> tuple[float, float, float]:
+    """(wall seconds, peak RSS in MB, CPU seconds) of one ``snakemake -n`` on the sheet of n samples."""
     args = ["-n", "--profile", "profiles/local", "-q", "--config", f"samples=config/bench_samples_{n}.tsv"]
     if snakefile:
         args = ["-s", snakefile, *args]
     return _timed_with_peak(ctx, [tool("snakemake"), *args], timeout=1800)
 
 
-def _timed_with_peak(ctx: Context, args: list[str], timeout: float) -> tuple[float, float]:
-    """Run a command; (wall seconds, peak RSS in MB of it and the children it waited for).
+def _timed_with_peak(ctx: Context, args: list[str], timeout: float) -> tuple[float, float, float]:
+    """Run a command; (wall seconds, peak RSS in MB, user + system CPU seconds) of it and its children.
 
     os.wait4 returns the resource use of exactly this child, so every run is measured on its own
     (RUSAGE_CHILDREN of this process would keep the largest peak of all earlier runs).
@@ -139,7 +139,7 @@ def _timed_with_peak(ctx: Context, args: list[str], timeout: float) -> tuple[flo
             tail = out.read().decode(errors="replace")[-3000:]
             why = f"was killed after {timeout} s" if seconds >= timeout else f"exited with {proc.returncode}"
             raise BenchError(f"{' '.join(args[:8])} ... {why}:\n{tail}")
-    return seconds, usage.ru_maxrss / 1024  # ru_maxrss is in KiB on Linux
+    return seconds, usage.ru_maxrss / 1024, usage.ru_utime + usage.ru_stime  # ru_maxrss is in KiB on Linux
 
 
 def run(ctx: Context, sizes: list[int], repeats: dict[int, int]) -> Result:
@@ -149,12 +149,14 @@ def run(ctx: Context, sizes: list[int], repeats: dict[int, int]) -> Result:
     _dry_run(ctx, None, sizes[0])  # warm-up, not counted
     wall: dict[str, dict[int, list[float]]] = {"example": {}, "bare": {}}
     peak: dict[str, dict[int, list[float]]] = {"example": {}, "bare": {}}
+    cpu: dict[str, dict[int, list[float]]] = {"example": {}, "bare": {}}
     for n in sizes:
         for r in range(repeats[n]):
             for variant in ("example", "bare") if r % 2 == 0 else ("bare", "example"):
-                seconds, mb = _dry_run(ctx, "workflow/bench_bare.smk" if variant == "bare" else None, n)
+                seconds, mb, cpu_seconds = _dry_run(ctx, "workflow/bench_bare.smk" if variant == "bare" else None, n)
                 wall[variant].setdefault(n, []).append(seconds)
                 peak[variant].setdefault(n, []).append(mb)
+                cpu[variant].setdefault(n, []).append(cpu_seconds)
     smallest, largest = sizes[0], sizes[-1]
 
     def per_sample_ms(variant: str, n: int) -> float:
@@ -193,6 +195,16 @@ def run(ctx: Context, sizes: list[int], repeats: dict[int, int]) -> Result:
                 f"{v}: {per_sample_ms(v, mid):.2f} ms per sample at {mid:,}, {per_sample_ms(v, largest):.2f} ms "
                 f"at {largest:,} (growth {growth[v]:.2f}; linear = 1, quadratic ≈ {largest / mid:.0f})."
             )
+    # CPU time does not wait for other processes: a cross-check of the wall-time ratio on a busy machine
+    cpu_ratios = [paired(cpu["example"][n], cpu["bare"][n], lambda a, b: a / b).median for n in sizes]
+    notes.append(
+        "CPU seconds (user + system), example / bare: "
+        + ", ".join(
+            f"{Stats(cpu['example'][n]).median:.1f} / {Stats(cpu['bare'][n]).median:.1f} = {q:.2f} at {n:,}"
+            for n, q in zip(sizes, cpu_ratios, strict=True)
+        )
+        + "."
+    )
     for v in ("example", "bare"):
         extra_kb = (Stats(peak[v][largest]).median - Stats(peak[v][smallest]).median) * 1024 / (largest - smallest)
         notes.append(f"{v}: peak memory grows by {extra_kb:.1f} KB per sample ({smallest:,} to {largest:,} samples).")
