@@ -102,7 +102,7 @@ from scratch import scratch_job
 def main(smk) -> None:
     with scratch_job(smk) as job:
         rows = ["sample\\tcondition\\tletters\\ttop\\n"]
-        for sample, condition, path in zip(smk.params.samples, smk.params.conditions, job.input.counts):
+        for sample, condition, path in zip(smk.params.samples, smk.params.conditions, job.input.counts, strict=True):
             with open(path, encoding="utf-8") as fh:
                 counts = {letter: int(n) for letter, n in (line.split() for line in fh)}
             top = sorted(counts, key=lambda letter: (-counts[letter], letter))[: smk.params.shown]
