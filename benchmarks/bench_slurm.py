@@ -2,8 +2,9 @@
 
 Needs a reachable Slurm cluster (``sudo bash tests/slurm/up.sh`` brings up a single-node one); without
 one, ``run.py`` reports this benchmark as not run and says why. A second repository is rendered with the
-answers a team at the test "site" gives (account, partition, the node-local scratch variable
-``TEST_NODE_SCRATCH``, exported here as a site's prolog would set it).
+default answers and gets the site settings a team at the test "site" fills into ``profiles/slurm``
+(account, partition, the node-local scratch variable ``TEST_NODE_SCRATCH``, exported here as a site's
+prolog would set it).
 
 Cases, in rotating order within each repeat, each from an empty ``results/``:
 - ``profiles/local`` (the baseline);
@@ -29,9 +30,9 @@ import sys
 
 from harness import ROOT, BenchError, Check, Context, Result, Stats, load, paired
 
-# The test cluster (site answers, overrides, cluster queries) is defined once, next to the tests that use it.
+# The test cluster (site settings, overrides, cluster queries) is defined once, next to the tests that use it.
 sys.path.insert(0, str(ROOT / "tests"))
-from slurm_cluster import OVERRIDES, SITE, SLOTS, jobs_in, unavailable, version  # noqa: E402
+from slurm_cluster import OVERRIDES, SITE, SLOTS, configure_site, jobs_in, unavailable, version  # noqa: E402
 
 __all__ = ["run", "unavailable"]  # run.py asks unavailable() before it renders anything
 AS_GENERATED = ["--jobs", str(SLOTS)]
@@ -76,7 +77,8 @@ def _job_times(ids: list[str]) -> tuple[list[float], list[float]]:
 
 def _many(ctx: Context, env: dict, jobs_per_run: list) -> dict:
     """{"grouped"|"ungrouped": (wall s, rule jobs, Slurm jobs)} for the example with MANY_SAMPLES samples."""
-    repo = ctx.render(ctx.tmp / "rendered-slurm-many", **SITE)
+    repo = ctx.render(ctx.tmp / "rendered-slurm-many")
+    configure_site(repo, **SITE)
     rule_jobs = _many_samples(repo, MANY_SAMPLES)
     out = {}
     for name, extra in (("grouped", []), ("ungrouped", UNGROUPED)):
@@ -97,7 +99,8 @@ def _many(ctx: Context, env: dict, jobs_per_run: list) -> dict:
 
 def run(ctx: Context, repeats: int, with_generated: bool) -> Result:
     before = load()
-    site = ctx.render(ctx.tmp / "rendered-slurm-site", **SITE)
+    site = ctx.render(ctx.tmp / "rendered-slurm-site")
+    configure_site(site, **SITE)
     node_scratch = ctx.tmp / "node-scratch"
     node_scratch.mkdir(exist_ok=True)
     # The real scontrol, not the harness's stub: the plugin's start-up probe is part of what a user pays.

@@ -13,7 +13,8 @@ from pathlib import Path
 
 LICENSE = "{{ cookiecutter.license }}"
 CI = "{{ cookiecutter.ci }}"
-INIT_GIT = "{{ cookiecutter.init_git }}"
+# a yes/no question: cookiecutter hands the hook a boolean
+INIT_GIT = "{{ cookiecutter.init_git }}" == "True"
 SLUG = "{{ cookiecutter.project_slug }}"
 # cruft (create, update, diff) adds _commit to the context. It writes .cruft.json after this hook and
 # renders throwaway copies to diff, so a git repository made here would miss .cruft.json (create) or
@@ -113,9 +114,9 @@ def main():
     set_run_bits()
     render_docs()
     remove_tool_caches()
-    if INIT_GIT == "yes" and UNDER_CRUFT:
+    if INIT_GIT and UNDER_CRUFT:
         print("cruft: skipped git init; run git init and commit everything, .cruft.json included.")
-    elif INIT_GIT == "yes":
+    elif INIT_GIT:
         init_git()
     print(f"\nCreated {SLUG}. Next:\n")
     print(f"  cd {SLUG}")

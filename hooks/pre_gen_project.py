@@ -16,11 +16,16 @@ ANSWERS = json.loads({{cookiecutter | tojson | tojson}})
 # that rendering (it names Jinja's own markup) by the raw block that ends on the last line.
 # {% raw %}
 
+# cookiecutter.json offers these as menus, and cookiecutter itself refuses a value outside the menu
+# given on the command line (ValueError, before this hook runs). They are checked again here for the
+# answers that reach the hook without that check: a replay file (cookiecutter --replay-file).
 CHOICES = {
     "license": ("MIT", "BSD-3-Clause", "Apache-2.0", "none"),
     "ci": ("github", "gitlab", "none"),
-    "init_git": ("yes", "no"),
 }
+# yes/no questions (cookiecutter boolean variables): cookiecutter turns yes/no, true/false, y/n, 1/0,
+# on/off into a boolean; anything else reaching the hook (a replay file) is refused here.
+BOOLEANS = ("init_git",)
 
 # Free-text answers land in generated code and text: the first line of workflow/Snakefile is
 # a comment holding project_name, author_name sits in a Python string in the post-generation
@@ -65,14 +70,6 @@ PATTERNS = {
     ),
     "version": (r"\d+\.\d+\.\d+(?:[-+][0-9A-Za-z.-]+)?", "a version like 0.1.0 (X.Y.Z)"),
     "python_version": (r"3\.(?:1[1-9]|[2-9][0-9])", "3.11 or a newer 3.x such as 3.12"),
-    "slurm_account": (r"[A-Za-z0-9_.-]*", "empty or letters, digits, '_', '.' and '-'"),
-    "slurm_partition": (r"[A-Za-z0-9_.,-]*", "empty or letters, digits, '_', '.', ',' and '-'"),
-    "slurm_runtime_minutes": (r"[1-9][0-9]{0,5}", "a whole number of minutes, at least 1"),
-    "cluster_latency_wait": (r"[0-9]{1,4}", "a whole number of seconds, 0 or more (at most 9999)"),
-    "cluster_scratch_env": (
-        r"[A-Za-z_][A-Za-z0-9_]{0,63}",
-        "an environment variable name such as SLURM_TMPDIR (letters, digits, '_'; not starting with a digit)",
-    ),
 }
 
 
@@ -87,11 +84,6 @@ QUESTIONS = [
     "license",
     "python_version",
     "ci",
-    "slurm_account",
-    "slurm_partition",
-    "slurm_runtime_minutes",
-    "cluster_latency_wait",
-    "cluster_scratch_env",
     "init_git",
 ]
 
@@ -99,6 +91,11 @@ QUESTIONS = [
 def problems(answers):
     """Yield one message per invalid answer, in question order."""
     for field in QUESTIONS:
+        if field in BOOLEANS:
+            if not isinstance(answers.get(field), bool):
+                value = answers.get(field)
+                yield f"{field}={value!r} is not allowed; answer yes or no (true or false in a replay file)"
+            continue
         value = str(answers.get(field, ""))
         if field in CHOICES and value not in CHOICES[field]:
             allowed = ", ".join(CHOICES[field])

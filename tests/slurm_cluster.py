@@ -1,22 +1,55 @@
 """The single-node test cluster of tests/slurm/up.sh, as the Slurm tests and benchmark 6 use it.
 
-One definition of the "site" (the answers a team there gives), of the command-line overrides where a
-one-node test cluster differs from a real site, and of the questions asked of the cluster, so that the
-tests and `benchmarks/bench_slurm.py` (which imports this file) cannot drift apart. Stdlib only.
+One definition of the "site" (the site settings a team there fills into `profiles/slurm/config.yaml`),
+of the command-line overrides where a one-node test cluster differs from a real site, and of the
+questions asked of the cluster, so that the tests and `benchmarks/bench_slurm.py` (which imports this
+file) cannot drift apart. Stdlib only.
 """
 
 import os
+import re
 import shutil
 import subprocess
+from pathlib import Path
 
-# What a team at the test "site" answers (up.sh creates account and partition). The site's node-local
-# scratch variable is TEST_NODE_SCRATCH, exported by the caller and passed into jobs by sbatch
-# (--export=ALL), as a site prolog would set it: Slurm does not pass SLURM_* variables into jobs.
+# The site settings of the test "site" (up.sh creates account and partition). Its node-local scratch
+# variable is TEST_NODE_SCRATCH, exported by the caller and passed into jobs by sbatch (--export=ALL),
+# as a site prolog would set it: Slurm does not pass SLURM_* variables into jobs.
 SITE = {
-    "slurm_account": os.environ.get("SLURM_TEST_ACCOUNT", "testacct"),
-    "slurm_partition": os.environ.get("SLURM_TEST_PARTITION", "debug"),
-    "cluster_scratch_env": "TEST_NODE_SCRATCH",
+    "account": os.environ.get("SLURM_TEST_ACCOUNT", "testacct"),
+    "partition": os.environ.get("SLURM_TEST_PARTITION", "debug"),
+    "scratch_env": "TEST_NODE_SCRATCH",
 }
+
+
+def _edit(text, pattern, replacement, what):
+    """text with the one line matching pattern edited (replacement: a function of the match)."""
+    new, count = re.subn(pattern, replacement, text, flags=re.M)
+    if count != 1:
+        raise AssertionError(f"profiles/slurm/config.yaml: expected one {what} line to edit, found {count}")
+    return new
+
+
+def configure_site(repo, account=None, partition=None, scratch_env=None):
+    """Fill in the site settings of a generated repository's `profiles/slurm/config.yaml` as a site's
+    admin would by hand: uncomment the account and partition lines with these values, and name the
+    site's node-local scratch variable in `tmpdir`. None leaves a setting as generated.
+
+    Rewrites the file in place (its owner stays the repository's owner). The generated docs' site
+    settings table then lags until `python workflow/scripts/render_docs.py` runs again.
+    """
+    profile = Path(repo) / "profiles/slurm/config.yaml"
+    text = profile.read_text()
+    for key, value in (("slurm_account", account), ("slurm_partition", partition)):
+        if value is not None:
+            line = f"{key}: \"'{value}'\""
+            text = _edit(text, rf"^(\s*)# {key}: \S+", lambda m, line=line: m.group(1) + line, f"commented {key}")
+    if scratch_env is not None:
+        named = f"environ.get('{scratch_env}')"
+        text = _edit(text, r"environ\.get\('SLURM_TMPDIR'\)", lambda m: named, "tmpdir SLURM_TMPDIR")
+    profile.write_text(text)
+
+
 SLOTS = 2  # --jobs: one node with 2 cores
 OVERRIDES = [
     *("--slurm-init-seconds-before-status-checks", "2"),  # test jobs take seconds, not the 40 s a site waits

@@ -8,6 +8,7 @@ import time
 
 import pytest
 from conftest import isolated_env, node_tmp, run_command, scratch_records, tool
+from slurm_cluster import configure_site
 
 pytestmark = pytest.mark.timeout(900)
 CONTEXTS = ["local", "ci", "slurm", "cluster-sim"]
@@ -145,7 +146,8 @@ def test_every_profile_dry_runs_cleanly(render, snakemake, tmp_path, context):
 
 
 def test_slurm_profile_dry_run_shows_site_resources(render, tmp_path):
-    repo = render(slurm_account="proj42", slurm_partition="short")
+    repo = render()
+    configure_site(repo, account="proj42", partition="short")
     run = run_command(
         [tool("snakemake"), "--profile", "profiles/slurm", "-n", "results/tables/summary.tsv"],
         cwd=repo,

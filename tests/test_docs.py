@@ -253,15 +253,19 @@ def test_statements_split_paragraphs_and_table_rows():
     assert list(statements(text)) == [(1, "a b"), (6, "| h | v | | x | 1 |"), (11, "c"), (12, "- d e"), (14, "1. f")]
 
 
-def test_generated_docs_state_no_number_a_profile_or_answer_has_changed(render, tmp_path):
-    """Render with a non-default answer, then edit every profile's numbers as an operator would, regenerate:
-    no doc of the generated repository may still state an old value, and --check tells stale from fresh."""
-    repo = render(cluster_latency_wait="73")
+def test_generated_docs_state_no_number_a_profile_has_changed(render, tmp_path):
+    """Set the Slurm site's latency-wait as its admin would, then edit every profile's numbers as an operator
+    would, regenerating the docs after each: no doc of the generated repository may still state an old value,
+    and --check tells stale from fresh."""
+    repo = render()
     docs = markdown_files(repo, {".git"})
+    shipped = yaml.safe_load((repo / "profiles/slurm/config.yaml").read_text())["latency-wait"]
+    set_profile_value(repo, "slurm", "latency-wait", 73)
+    assert render_docs(repo, tmp_path).returncode == 0
     rendered = profile_numbers(repo)
     assert 73 in rendered[PROFILE_NUMBERS["latency-wait"]]
-    default_answer = json.loads((TEMPLATE / "cookiecutter.json").read_text())["cluster_latency_wait"]
-    assert statements_with_numbers(docs, repo, {PROFILE_NUMBERS["latency-wait"]: {default_answer}}) == []
+    assert shipped not in rendered[PROFILE_NUMBERS["latency-wait"]], "no other profile shares the shipped value"
+    assert statements_with_numbers(docs, repo, {PROFILE_NUMBERS["latency-wait"]: {shipped}}) == []
 
     new = iter(range(17, 100))
     for config in sorted((repo / "profiles").glob("*/config.yaml")):
@@ -276,7 +280,7 @@ def test_generated_docs_state_no_number_a_profile_or_answer_has_changed(render, 
     fresh = render_docs(repo, tmp_path, "--check")
     assert fresh.returncode == 0, repr(fresh)
     old = {words: values - profile_numbers(repo)[words] for words, values in rendered.items()}
-    old[PROFILE_NUMBERS["latency-wait"]].add(int(default_answer))
+    old[PROFILE_NUMBERS["latency-wait"]].add(shipped)
     assert statements_with_numbers(docs, repo, old) == []
     text = (repo / "docs/operations.md").read_text()
     for words, values in profile_numbers(repo).items():

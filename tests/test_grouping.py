@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 from conftest import scratch_records
-from slurm_cluster import SITE, unavailable
+from slurm_cluster import unavailable
 from test_cluster_sim_e2e import results_bytes, scheduler_records, sim_env
 
 pytestmark = pytest.mark.timeout(900)
@@ -120,9 +120,9 @@ def test_grouped_example_on_slurm_matches_the_local_run_in_fewer_sbatch_jobs(ren
         if os.environ.get("REQUIRE_SLURM"):
             pytest.fail(f"REQUIRE_SLURM is set but {reason}")
         pytest.skip(reason)
-    from test_slurm import run_slurm
+    from test_slurm import render_site, run_slurm
 
-    local, repo = render(), render(**SITE)
+    local, repo = render(), render_site(render)
     snakemake(local, "--profile", "profiles/local")
     run = run_slurm(repo, tmp_path)
     assert results_bytes(repo) == results_bytes(local), "grouping changes no result"

@@ -1,7 +1,9 @@
 """The pre-generation hook rejects bad answers clearly and leaves nothing behind."""
 
 import json
+import re
 import shutil
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -21,16 +23,6 @@ from conftest import TEMPLATE, isolated_env, render_template, run_command, tool,
         ({"author_email": "a\\b@example.org"}, "author_email", "name@example.org"),
         ({"version": "v1"}, "version", "X.Y.Z"),
         ({"python_version": "3.9"}, "python_version", "3.11 or a newer"),
-        ({"license": "GPL"}, "license", "MIT, BSD-3-Clause, Apache-2.0, none"),
-        ({"ci": "jenkins"}, "ci", "github, gitlab, none"),
-        ({"init_git": "maybe"}, "init_git", "yes, no"),
-        ({"slurm_account": "acct;rm"}, "slurm_account", "empty or letters"),
-        ({"slurm_partition": "a b"}, "slurm_partition", "empty or letters"),
-        ({"slurm_runtime_minutes": "0"}, "slurm_runtime_minutes", "at least 1"),
-        ({"cluster_latency_wait": "-5"}, "cluster_latency_wait", "0 or more"),
-        ({"cluster_latency_wait": "soon"}, "cluster_latency_wait", "whole number"),
-        ({"cluster_scratch_env": "$SLURM_TMPDIR"}, "cluster_scratch_env", "environment variable name"),
-        ({"cluster_scratch_env": "9LIVES"}, "cluster_scratch_env", "not starting with a digit"),
     ],
 )
 def test_bad_answer_exits_nonzero_names_field_and_leaves_no_directory(tmp_path, answers, field, allowed):
@@ -44,9 +36,98 @@ def test_bad_answer_exits_nonzero_names_field_and_leaves_no_directory(tmp_path, 
 
 
 def test_every_invalid_answer_is_reported_in_one_run(tmp_path):
-    proc, out = render_template(tmp_path, ci="jenkins", version="x", init_git="no")
+    proc, out = render_template(tmp_path, python_version="2.7", version="x", init_git="no")
     errors = [ln for ln in proc.stderr.splitlines() if ln.startswith("ERROR: ")]
-    assert [e.split("=")[0] for e in errors] == ["ERROR: version", "ERROR: ci"]
+    assert [e.split("=")[0] for e in errors] == ["ERROR: version", "ERROR: python_version"]
+    assert not out.exists() or not any(out.iterdir())
+
+
+# --------------------------------------------------------------------------
+# the questions: ten, with menus for the choices and a yes/no for git
+# --------------------------------------------------------------------------
+QUESTIONS = json.loads((TEMPLATE / "cookiecutter.json").read_text())
+MENUS = {"license": ["MIT", "BSD-3-Clause", "Apache-2.0", "none"], "ci": ["github", "gitlab", "none"]}
+
+
+def test_at_most_ten_questions_with_menus_for_the_choices_and_a_yes_no_for_git():
+    asked = [key for key in QUESTIONS if not key.startswith("_")]
+    assert len(asked) <= 10, asked
+    assert {key: QUESTIONS[key] for key in MENUS} == MENUS, "cookiecutter list variables: menus"
+    assert QUESTIONS["init_git"] is True, "a cookiecutter boolean variable: a yes/no question"
+    site_settings = {"slurm_account", "slurm_partition", "slurm_runtime_minutes", "cluster_latency_wait"}
+    assert not site_settings & set(asked), "site settings live in profiles/slurm/config.yaml, not in the questions"
+
+
+def test_an_interactive_run_numbers_ten_questions_and_asks_a_typo_at_a_menu_again_at_once(tmp_path):
+    # Enter keeps a default; GPL-3.0 is no menu entry (asked again, nothing lost), 4 = none, 2 = gitlab, n = no git
+    answers = ["", "", "", "", "", "", "GPL-3.0", "4", "", "2", "n"]
+    out = tmp_path / "out"
+    proc = subprocess.run(
+        [tool("cookiecutter"), str(TEMPLATE), "-o", str(out)],
+        input="\n".join(answers) + "\n",
+        capture_output=True,
+        text=True,
+        env=isolated_env(tmp_path),
+        timeout=120,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    numbered = re.findall(r"\[(\d+)/(\d+)\]", proc.stdout)
+    assert sorted({int(n) for n, _ in numbered}) == list(range(1, 11)) and {t for _, t in numbered} == {"10"}
+    assert "Please select one of the available options" in proc.stdout, "the typo is answered at once"
+    (repo,) = out.iterdir()
+    assert not (repo / "LICENSE").exists() and (repo / ".gitlab-ci.yml").is_file() and not (repo / ".git").exists()
+
+
+@pytest.mark.parametrize(
+    "field, value, allowed",
+    [
+        ("license", "GPL", MENUS["license"]),
+        ("ci", "jenkins", MENUS["ci"]),
+        ("init_git", "maybe", ["boolean"]),
+    ],
+)
+def test_a_value_outside_a_menu_or_not_yes_no_is_refused_by_cookiecutter_before_anything_is_generated(
+    tmp_path, field, value, allowed
+):
+    """cookiecutter 2.7 checks --no-input values of list and boolean variables itself, before the template's
+    hooks or extension run: a traceback whose last line names the value, the question and what is allowed."""
+    proc, out = render_template(tmp_path, **{"init_git": "no", field: value})
+    assert proc.returncode != 0
+    last = proc.stderr.strip().splitlines()[-1]
+    assert last.startswith(f"ValueError: {value} provided for ") and f"variable {field}" in last, proc.stderr
+    assert all(choice in last for choice in allowed), last
+    assert not out.exists() or not any(out.iterdir()), "a refused answer must leave no output directory"
+
+
+@pytest.mark.parametrize("given, made", [("no", False), ("yes", True), ("false", False), ("y", True)])
+def test_init_git_takes_yes_or_no_on_the_command_line(render, given, made):
+    assert (render(init_git=given) / ".git").is_dir() == made
+
+
+def test_a_replay_file_with_a_value_outside_a_menu_is_refused_by_the_hook_with_one_line_each(tmp_path):
+    """A replay file reaches the hooks unchecked by cookiecutter: the hook names each bad choice."""
+    proc, _ = render_template(tmp_path, init_git="no")
+    assert proc.returncode == 0, proc.stderr
+    (recorded,) = (tmp_path / "cc-replay").glob("*.json")
+    replay = json.loads(recorded.read_text())
+    replay["cookiecutter"].update(license="GPL-3.0", ci="GitHub", init_git="y")
+    edited = tmp_path / "edited.json"
+    edited.write_text(json.dumps(replay))
+    out = tmp_path / "replayed"
+    proc = subprocess.run(
+        [tool("cookiecutter"), str(TEMPLATE), "--replay-file", str(edited), "-o", str(out)],
+        capture_output=True,
+        text=True,
+        env=isolated_env(tmp_path),
+        timeout=120,
+    )
+    assert proc.returncode != 0
+    errors = [ln for ln in proc.stderr.splitlines() if ln.startswith("ERROR: ")]
+    assert errors == [
+        "ERROR: license='GPL-3.0' is not allowed; choose one of: MIT, BSD-3-Clause, Apache-2.0, none",
+        "ERROR: ci='GitHub' is not allowed; choose one of: github, gitlab, none",
+        "ERROR: init_git='y' is not allowed; answer yes or no (true or false in a replay file)",
+    ], proc.stderr
     assert not out.exists() or not any(out.iterdir())
 
 

@@ -27,10 +27,15 @@ def test_template_readme_options_table_matches_cookiecutter_json():
     questions = json.loads((TEMPLATE / "cookiecutter.json").read_text())
     keys = [k for k in questions if not k.startswith("_")]
     text = (TEMPLATE / "README.md").read_text().split("## Options", 1)[1].split("\n## ", 1)[0]
-    rows = re.findall(r"^\| `([a-z_]+)` \| (.*?) \|", text, re.M)
-    assert [name for name, _ in rows] == keys, "README options table is out of order or incomplete"
-    for name, default in rows:
+    rows = re.findall(r"^\| `([a-z_]+)` \| (.*?) \| (.*?) \|$", text, re.M)
+    assert [name for name, _, _ in rows] == keys, "README options table is out of order or incomplete"
+    for name, default, what in rows:
         value = questions[name]
+        if isinstance(value, list):  # a menu: the first entry is the default, and the table names every entry
+            assert all(f"`{choice}`" in what for choice in value), f"{name}: README lacks a choice of {value}"
+            value = value[0]
+        elif isinstance(value, bool):  # a yes/no question
+            value = "yes" if value else "no"
         if name == "project_slug":
             assert "derived" in default
         elif value == "":

@@ -3,10 +3,12 @@
 import json
 import py_compile
 import re
+import sys
 
 import pytest
 import yaml
-from conftest import isolated_env, run_command, tool
+from conftest import TEMPLATE, isolated_env, run_command, tool, workflow_user
+from slurm_cluster import configure_site
 
 COMMON_FILES = {
     ".gitignore",
@@ -68,26 +70,23 @@ CI_FILES = {
 }
 LICENSE_FIRST_LINE = {"MIT": "MIT License", "BSD-3-Clause": "BSD 3-Clause License", "Apache-2.0": "Apache License"}
 
-# Every choice of every option appears at least once; no combination is invalid.
+# Every choice of every option appears at least once (a test checks that against cookiecutter.json);
+# no combination is invalid.
 MATRIX = [
     {},
-    {
-        "license": "BSD-3-Clause",
-        "ci": "gitlab",
-        "init_git": "yes",
-        "slurm_account": "proj42",
-        "slurm_partition": "short",
-        "cluster_latency_wait": "120",
-    },
-    {"license": "Apache-2.0", "ci": "none", "project_name": "Métagénomique QC", "slurm_runtime_minutes": "240"},
-    {
-        "license": "none",
-        "ci": "github",
-        "python_version": "3.12",
-        "cluster_latency_wait": "0",
-        "cluster_scratch_env": "LOCAL_SCRATCH",
-    },
+    {"license": "BSD-3-Clause", "ci": "gitlab", "init_git": "yes"},
+    {"license": "Apache-2.0", "ci": "none", "project_name": "Métagénomique QC"},
+    {"license": "none", "ci": "github", "python_version": "3.12", "init_git": "no"},
 ]
+
+
+def test_the_matrix_uses_every_choice_of_every_menu_and_yes_no_question():
+    questions = json.loads((TEMPLATE / "cookiecutter.json").read_text())
+    for key, default in questions.items():
+        if isinstance(default, list):
+            assert {answers.get(key, default[0]) for answers in MATRIX} == set(default), key
+        elif isinstance(default, bool):  # the render fixture answers no unless told
+            assert {answers.get(key, "no") for answers in MATRIX} == {"yes", "no"}, key
 
 
 def expected_files(answers):
@@ -139,21 +138,19 @@ def test_every_python_file_compiles(rendered, tmp_path):
         py_compile.compile(str(repo / rel), cfile=str(tmp_path / "x.pyc"), doraise=True)
 
 
-def test_license_and_slurm_site_settings_follow_the_answers(rendered):
+def test_license_follows_the_answer_and_slurm_site_settings_ship_commented_or_with_safe_defaults(rendered):
     answers, repo = rendered
     choice = answers.get("license", "MIT")
     if choice != "none":
         assert (repo / "LICENSE").read_text().lstrip().startswith(LICENSE_FIRST_LINE[choice])
-    slurm = yaml.safe_load((repo / "profiles/slurm/config.yaml").read_text())
+    text = (repo / "profiles/slurm/config.yaml").read_text()
+    slurm = yaml.safe_load(text)
     res = slurm["default-resources"]
-    assert slurm["latency-wait"] == int(answers.get("cluster_latency_wait", "60"))
-    assert res["runtime"] == int(answers.get("slurm_runtime_minutes", "30"))
-    assert f"environ.get('{answers.get('cluster_scratch_env', 'SLURM_TMPDIR')}')" in res["tmpdir"]
+    assert slurm["latency-wait"] == 60 and res["runtime"] == 30
+    assert "environ.get('SLURM_TMPDIR')" in res["tmpdir"]
     for key in ("slurm_account", "slurm_partition"):
-        if answers.get(key):
-            assert res[key] == f"'{answers[key]}'"
-        else:
-            assert key not in res, f"{key} must be omitted when the answer is empty"
+        assert key not in res, f"{key}: no site default exists, so none is set"
+        assert re.search(rf"^  # {key}: .*# site setting: ", text, re.M), f"{key}: a commented line to fill in"
     catalog = yaml.safe_load((repo / ".snakemake-workflow-catalog.yml").read_text())
     assert "--profile profiles/" in catalog["usage"]["mandatory-flags"]["flags"]
 
@@ -174,12 +171,24 @@ def test_ci_answer_none_leaves_no_ci_configuration(render):
     assert not (repo / ".github").exists() and not (repo / ".gitlab-ci.yml").exists()
 
 
-def test_generated_docs_record_the_cluster_answers(render):
-    repo = render(slurm_account="proj42", slurm_partition="gpu", cluster_latency_wait="90")
+def test_generated_docs_show_the_slurm_site_settings_as_generated_and_as_a_site_fills_them_in(render, tmp_path):
+    repo = render()
+    ops = (repo / "docs/operations.md").read_text()
+    assert "| account (`slurm_account`) | *not set* (the site's default) |" in ops
+    assert "| partition (`slurm_partition`) | *not set* (the site's default) |" in ops
+    assert "| latency-wait (s) (`latency-wait`) | 60 |" in ops
+    configure_site(repo, account="proj42", partition="gpu", scratch_env="LOCAL_SCRATCH")
+    profile = repo / "profiles/slurm/config.yaml"
+    profile.write_text(profile.read_text().replace("\nlatency-wait: 60 ", "\nlatency-wait: 90 "))
+    env = isolated_env(tmp_path)
+    run = run_command([sys.executable, "workflow/scripts/render_docs.py"], cwd=repo, env=env, user=workflow_user())
+    assert run.returncode == 0, repr(run)
     ops = (repo / "docs/operations.md").read_text()
     assert "| account (`slurm_account`) | proj42 |" in ops
     assert "| partition (`slurm_partition`) | gpu |" in ops
+    assert "| latency-wait (s) (`latency-wait`) | 90 |" in ops
     assert re.search(r"\| `slurm` \| slurm \| 100 \| .*? \| 90 \|", ops)
+    assert re.search(r"\| scratch root \(`tmpdir`\) \| `\(__import__\('os'\)\.environ\.get\('LOCAL_SCRATCH'\)", ops)
 
 
 @pytest.mark.parametrize("ci", ["github", "gitlab"])

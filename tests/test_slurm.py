@@ -1,12 +1,12 @@
 """The generated example on a real single-node Slurm, through snakemake-executor-plugin-slurm.
 
-`profiles/slurm` is used as generated, rendered with the answers a team at this "site" would give
-(account testacct, partition debug). Overrides on the command line (OVERRIDES in slurm_cluster.py,
+`profiles/slurm` is used as generated, with the site settings a team at this "site" fills in
+(configure_site in slurm_cluster.py: account testacct, partition debug, scratch variable TEST_NODE_SCRATCH). Overrides on the command line (OVERRIDES in slurm_cluster.py,
 shared with benchmark 6), each because a one-node test cluster differs from a real site:
   --slurm-init-seconds-before-status-checks 2   test jobs take seconds, not the 40 s a real site waits
   --latency-wait 10                             one local disk, no shared-filesystem lag to absorb
   --jobs 2                                      one node with 2 cores
-The site's node-local scratch variable is rendered as TEST_NODE_SCRATCH (cluster_scratch_env) and
+The site's node-local scratch variable, TEST_NODE_SCRATCH in the profile's tmpdir, is
 exported by the test; sbatch propagates it into jobs (--export=ALL), as a site prolog would set it.
 (Slurm does not pass SLURM_* variables from the submitting environment, so SLURM_TMPDIR can't be used here.)
 
@@ -24,7 +24,7 @@ from pathlib import Path
 
 import pytest
 from conftest import isolated_env, run_command, scratch_records, start_snakemake, tool
-from slurm_cluster import OVERRIDES, SITE, jobs_in, unavailable
+from slurm_cluster import OVERRIDES, SITE, configure_site, jobs_in, unavailable
 from test_benchmarks_smoke import DOC, run_benchmarks
 from test_scratch_and_publish_e2e import add_fault_rules, wait_for
 
@@ -50,6 +50,13 @@ def slurm_env(tmp_path):
     return isolated_env(tmp_path, TEST_NODE_SCRATCH=str(node))
 
 
+def render_site(render):
+    """A repository rendered with the default answers, its Slurm site settings filled in for the test site."""
+    repo = render()
+    configure_site(repo, **SITE)
+    return repo
+
+
 def run_slurm(repo, tmp_path, *args, check=True, timeout=300):
     run = run_command(
         [tool("snakemake"), "--profile", "profiles/slurm", *OVERRIDES, *args],
@@ -64,7 +71,7 @@ def run_slurm(repo, tmp_path, *args, check=True, timeout=300):
 
 
 def test_example_and_publish_on_slurm_match_the_local_run(render, snakemake, tmp_path):
-    local, repo = render(), render(**SITE)
+    local, repo = render(), render_site(render)
     snakemake(local, "--profile", "profiles/local")
     t0 = time.monotonic()
     run = run_slurm(repo, tmp_path)
@@ -86,20 +93,18 @@ def test_example_and_publish_on_slurm_match_the_local_run(render, snakemake, tmp
 
 
 def test_sbatch_options_match_the_profile(render, tmp_path):
-    repo = render(**SITE)
+    repo = render_site(render)
     run = run_slurm(repo, tmp_path, "--verbose", "results/samples/alpha.summary.json")
     sbatch = [line for line in run.output.splitlines() if "sbatch" in line and "--job-name" in line]
     assert sbatch, run.output[-3000:]
     call = " ".join(sbatch)
     assert (
-        f"-A '{SITE['slurm_account']}'" in call
-        or f"--account={SITE['slurm_account']}" in call
-        or f"-A {SITE['slurm_account']}" in call
+        f"-A '{SITE['account']}'" in call or f"--account={SITE['account']}" in call or f"-A {SITE['account']}" in call
     )
     assert (
-        f"-p {SITE['slurm_partition']}" in call
-        or f"--partition={SITE['slurm_partition']}" in call
-        or f"-p '{SITE['slurm_partition']}'" in call
+        f"-p {SITE['partition']}" in call
+        or f"--partition={SITE['partition']}" in call
+        or f"-p '{SITE['partition']}'" in call
     )
     assert re.search(r"(-t|--time)[ =]'?15'?", call), "runtime of tokenize from workflow/profiles/default"
     assert re.search(r"--mem[ =]'?512'?", call), "mem_mb of tokenize from workflow/profiles/default"
@@ -107,7 +112,7 @@ def test_sbatch_options_match_the_profile(render, tmp_path):
 
 
 def test_failing_job_on_slurm_keeps_its_scratch_dir_and_names_it_in_the_log(render, tmp_path):
-    repo = render(**SITE)
+    repo = render_site(render)
     add_fault_rules(repo)
     run = run_slurm(repo, tmp_path, "results/failing/x.txt", check=False)
     assert run.returncode != 0
@@ -120,7 +125,7 @@ def test_failing_job_on_slurm_keeps_its_scratch_dir_and_names_it_in_the_log(rend
 
 
 def test_scancel_of_running_jobs_leaves_no_partial_output_retries_once_and_rerun_incomplete_recovers(render, tmp_path):
-    repo = render(**SITE)
+    repo = render_site(render)
     add_fault_rules(repo)
     env = slurm_env(tmp_path)
     # squeue status: plugin 2.8.0 does not recognise sacct's "CANCELLED by <uid>" and would wait forever
@@ -167,7 +172,7 @@ def test_scancel_of_running_jobs_leaves_no_partial_output_retries_once_and_rerun
 def test_real_time_limit_ends_the_job_as_timeout_via_sacct_keeps_its_half_written_scratch_and_rerun_recovers(
     render, tmp_path
 ):
-    repo = render(**SITE)
+    repo = render_site(render)
     add_fault_rules(repo)
     # runtime=1: Slurm's smallest limit (minutes), for a job that would wait forever. --retries 0: one
     # attempt shows the time limit; the profile's retry is pinned by the scancel test above.

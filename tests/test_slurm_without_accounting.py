@@ -17,14 +17,16 @@ import sys
 from pathlib import Path
 
 import pytest
+import yaml
 from conftest import TEMPLATE, run_command, scratch_records, tool
-from slurm_cluster import OVERRIDES, unavailable
+from slurm_cluster import OVERRIDES, configure_site, unavailable
 from test_slurm import slurm_env
 
 pytestmark = [pytest.mark.slurm, pytest.mark.xdist_group("slurm"), pytest.mark.timeout(1200)]
 UP = TEMPLATE / "tests/slurm/up.sh"
-# A site without accounting: no account to charge (the plugin cannot check one without the database).
-SITE = {"slurm_account": "", "slurm_partition": "debug", "cluster_scratch_env": "TEST_NODE_SCRATCH"}
+# A site without accounting: no account to charge (the plugin cannot check one without the database),
+# so its admin leaves the profile's slurm_account line commented out.
+SITE = {"partition": "debug", "scratch_env": "TEST_NODE_SCRATCH"}
 SQUEUE = ["--slurm-status-command", "squeue"]  # what docs/slurm.md tells such a site to add to its profile
 
 
@@ -65,8 +67,10 @@ def test_the_test_cluster_really_has_no_accounting():
 
 
 def test_example_and_publish_without_accounting_use_squeue_status_and_match_the_local_run(render, snakemake, tmp_path):
-    local, repo = render(), render(**SITE)
-    assert "slurm_account" not in (repo / "profiles/slurm/config.yaml").read_text(), "empty answer: no account line"
+    local, repo = render(), render()
+    configure_site(repo, **SITE)
+    resources = yaml.safe_load((repo / "profiles/slurm/config.yaml").read_text())["default-resources"]
+    assert "slurm_account" not in resources and resources["slurm_partition"] == "'debug'", "no account, a partition"
     snakemake(local, "--profile", "profiles/local")
     env, outputs = slurm_env(tmp_path), []
     for target in ([], ["publish"]):

@@ -76,20 +76,36 @@ def contexts_table() -> str:
         )
     if "slurm" not in contexts():
         return "\n".join(rows) + "\n"
-    slurm = load_profile("slurm").get("default-resources", {}) or {}
-    rows += [
-        "",
-        "Site settings in `profiles/slurm/config.yaml` (from the template answers; edit them for your cluster):",
+    rows += ["", *site_settings_table()]
+    return "\n".join(rows) + "\n"
+
+
+# The Slurm profile's site settings: (what, profile key, where in the profile), in the table's order.
+SITE_SETTINGS = (
+    ("account", "slurm_account", "default-resources"),
+    ("partition", "slurm_partition", "default-resources"),
+    ("default runtime (min)", "runtime", "default-resources"),
+    ("latency-wait (s)", "latency-wait", None),
+    ("scratch root", "tmpdir", "default-resources"),
+)
+
+
+def site_settings_table() -> list[str]:
+    """The Slurm profile's site settings as they stand; a commented-out (absent) one reads "not set"."""
+    profile = load_profile("slurm")
+    rows = [
+        "Site settings of `profiles/slurm/config.yaml` (the lines marked `site setting`; they ship commented out "
+        "or with safe defaults: edit them for your cluster, then rerun `python workflow/scripts/render_docs.py`):",
         "",
         "| setting | value |",
         "| --- | --- |",
-        f"| account (`slurm_account`) | {_unquote(slurm.get('slurm_account', '')) or '*(none: site default)*'} |",
-        f"| partition (`slurm_partition`) | {_unquote(slurm.get('slurm_partition', '')) or '*(none: site default)*'} |",
-        f"| default runtime (min) | {slurm.get('runtime', '')} |",
-        f"| latency-wait (s) | {load_profile('slurm').get('latency-wait', '')} |",
-        f"| scratch root | `{_unquote(slurm.get('tmpdir', ''))}` |",
     ]
-    return "\n".join(rows) + "\n"
+    for what, key, section in SITE_SETTINGS:
+        values = (profile.get(section) or {}) if section else profile
+        value = _unquote(values[key]) if values.get(key) not in (None, "") else ""
+        shown = f"`{value}`" if key == "tmpdir" and value else value or "*not set* (the site's default)"
+        rows.append(f"| {what} (`{key}`) | {shown} |")
+    return rows
 
 
 def slurm_status_checks() -> str:
