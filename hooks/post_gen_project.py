@@ -76,28 +76,35 @@ def remove_tool_caches():
                 os.remove(os.path.join(folder, name))
 
 
+# the answers, for the first commit where git has no identity of its own
+AUTHOR = {"user.name": "{{ cookiecutter.author_name }}", "user.email": "{{ cookiecutter.author_email }}"}
+
+
+def git_identity():
+    """-c options naming the first commit's author: git's own identity, else the author answers.
+
+    `git config` is asked inside the new repository, so system, global (~/.gitconfig or
+    $XDG_CONFIG_HOME/git/config) and GIT_CONFIG_* settings all count, as for any commit the user makes.
+    A setting git lacks (never configured, or a CI runner) falls back to the answer, so the commit
+    never fails for want of an identity. GIT_AUTHOR_*/GIT_COMMITTER_* variables still win, as always.
+    """
+    options = []
+    for key, answer in AUTHOR.items():
+        own = subprocess.run(["git", "config", key], capture_output=True, text=True)
+        if own.returncode != 0 or not own.stdout.strip():
+            options += ["-c", f"{key}={answer}"]
+    return options
+
+
 def init_git():
     if shutil.which("git") is None:
         print("WARNING: init_git=yes but git is not installed; skipped git init.", file=sys.stderr)
         return
-    env = dict(os.environ)
-    # A first commit must not depend on the user's global git identity being set.
-    identity = [
-        "-c",
-        "user.name={{ cookiecutter.author_name }}",
-        "-c",
-        "user.email={{ cookiecutter.author_email }}",
-        "-c",
-        "commit.gpgsign=false",
-    ]
-    subprocess.run(["git", "init", "-q"], check=True, env=env)
-    subprocess.run(["git", "checkout", "-q", "-b", "main"], check=True, env=env)
-    subprocess.run(["git", "add", "-A"], check=True, env=env)
-    subprocess.run(
-        ["git", *identity, "commit", "-q", "-m", "Initial commit from the Snakemake repository template"],
-        check=True,
-        env=env,
-    )
+    subprocess.run(["git", "init", "-q"], check=True)
+    subprocess.run(["git", "checkout", "-q", "-b", "main"], check=True)
+    subprocess.run(["git", "add", "-A"], check=True)
+    message = "Initial commit from the Snakemake repository template"
+    subprocess.run(["git", *git_identity(), "-c", "commit.gpgsign=false", "commit", "-q", "-m", message], check=True)
 
 
 def render_docs():

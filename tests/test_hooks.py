@@ -157,6 +157,39 @@ def test_init_git_yes_makes_one_clean_commit(render, tmp_path):
     assert status.returncode == 0 and status.stdout == "", "everything generated is committed"
 
 
+def render_with_git_home(tmp_path, gitconfig):
+    """Render with init_git=yes where git's only configuration is HOME/.gitconfig (None: no file); return
+    the first commit's "author | committer". No GIT_AUTHOR_*/GIT_COMMITTER_* variables, no system config."""
+    home = tmp_path / "git-home"
+    home.mkdir()
+    if gitconfig is not None:
+        (home / ".gitconfig").write_text(gitconfig)
+    env = isolated_env(tmp_path, HOME=str(home), XDG_CONFIG_HOME=str(home / "xdg"), GIT_CONFIG_NOSYSTEM="1")
+    for name in ("GIT_AUTHOR_NAME", "GIT_AUTHOR_EMAIL", "GIT_COMMITTER_NAME", "GIT_COMMITTER_EMAIL", "EMAIL"):
+        env.pop(name, None)
+    out = tmp_path / "out"
+    args = [tool("cookiecutter"), str(TEMPLATE), "--no-input", "-o", str(out), "init_git=yes"]
+    args += ["author_name=Answer Author", "author_email=answer@example.org"]
+    proc = subprocess.run(args, capture_output=True, text=True, env=env, timeout=120)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    (repo,) = out.iterdir()
+    log = subprocess.run(
+        ["git", "log", "--format=%an <%ae> | %cn <%ce>"], cwd=repo, capture_output=True, text=True, env=env
+    )
+    assert log.returncode == 0, log.stderr
+    return log.stdout.strip()
+
+
+def test_first_commit_uses_the_users_git_identity_when_git_has_one(tmp_path):
+    identity = render_with_git_home(tmp_path, "[user]\n\tname = Git Person\n\temail = git.person@example.net\n")
+    assert identity == "Git Person <git.person@example.net> | Git Person <git.person@example.net>"
+
+
+def test_first_commit_falls_back_to_the_author_answers_when_git_has_no_identity(tmp_path):
+    identity = render_with_git_home(tmp_path, None)
+    assert identity == "Answer Author <answer@example.org> | Answer Author <answer@example.org>"
+
+
 def test_tool_caches_in_the_template_checkout_do_not_reach_the_generated_repository(tmp_path):
     template = tmp_path / "template"
     template.mkdir()
