@@ -54,7 +54,13 @@ def test_at_most_ten_questions_with_menus_for_the_choices_and_a_yes_no_for_git()
     assert len(asked) <= 10, asked
     assert {key: QUESTIONS[key] for key in MENUS} == MENUS, "cookiecutter list variables: menus"
     assert QUESTIONS["init_git"] is True, "a cookiecutter boolean variable: a yes/no question"
-    site_settings = {"slurm_account", "slurm_partition", "slurm_runtime_minutes", "cluster_latency_wait"}
+    site_settings = {
+        "slurm_account",
+        "slurm_partition",
+        "slurm_runtime_minutes",
+        "cluster_latency_wait",
+        "cluster_scratch_env",
+    }
     assert not site_settings & set(asked), "site settings live in profiles/slurm/config.yaml, not in the questions"
 
 
