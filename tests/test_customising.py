@@ -306,3 +306,25 @@ def test_a_copied_profile_directory_is_a_context_everywhere_without_other_edits(
     ]
     manifest = json.loads((repo / "publish/current/MANIFEST.json").read_text())
     assert manifest["provenance"]["context"] == "workstation"
+
+
+DOC_POINTER = re.compile(r"(?<![\w/.-])((?:\.\./)*(?:docs|config)/[\w.-]+\.md)\b")
+
+
+def test_no_generated_file_points_at_a_document_the_generated_repository_lacks(render):
+    repo = render()
+    missing = []
+    for path in sorted(p for p in repo.rglob("*") if p.is_file() and ".git" not in p.parts):
+        try:
+            text = path.read_text(encoding="utf-8")
+        except UnicodeDecodeError:
+            continue
+        for lineno, line in enumerate(text.splitlines(), 1):
+            where = f"{path.relative_to(repo)}:{lineno}"
+            if re.search(r"template's (?:docs|documentation)", line):
+                missing.append(f"{where}: points at the template's docs: {line.strip()}")
+            for target in DOC_POINTER.findall(line):
+                if not ((path.parent / target).exists() or (repo / target.lstrip("./")).exists()):
+                    missing.append(f"{where}: {target} does not exist in the generated repository")
+    assert missing == []
+    assert (repo / "docs/customising.md").is_file()
