@@ -1,7 +1,7 @@
 """1. Per-job overhead: N trivial jobs wrapped by scratch() vs the same rule plain vs shadow: copy-minimal.
 
 The rules live in a small Snakefile written next to the rendered workflow's own Snakefile. It sets the
-same configfile and includes ``rules/common.smk``, so the wrapped rule uses the real ``scratch()``
+same configfile and includes ``rules/common.smk`` and ``rules/contract.smk``, so the wrapped rule uses the real ``scratch()``
 helper and the real ``workflow/scripts/scratch.py``. Each run is a whole ``snakemake`` process with
 ``--profile profiles/local --cores 2``; the metric is the wall time difference per job.
 """
@@ -19,6 +19,7 @@ configfile: "config/config.yaml"
 
 
 include: "rules/common.smk"
+include: "rules/contract.smk"
 
 
 rule bench_plain:

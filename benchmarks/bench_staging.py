@@ -1,7 +1,7 @@
 """2. Staging throughput: one job reading N bytes and writing N bytes through the wrapper in copy mode.
 
 The wrapped job is ``scratch.py shell`` called with the same arguments ``scratch()`` in
-``workflow/rules/common.smk`` builds (staging ``copy``), its command ``cp {input:q} {output:q}``
+``workflow/rules/contract.smk`` builds (staging ``copy``), its command ``cp {input:q} {output:q}``
 on stdin. The wrapper's own ``[scratch]`` record gives the seconds spent staging in and out.
 Baselines, measured in the same repeat on the same disk: ``cp`` of the same bytes, ``cp`` followed
 by an fsync of the copy (``sync FILE``), and the same job without the wrapper (``bash -c 'cp ...'``).
