@@ -27,6 +27,7 @@ COMMON_FILES = {
     "data/inputs/alpha.txt",
     "data/inputs/beta.txt",
     "data/inputs/gamma.txt",
+    "docs/customising.md",
     "docs/operations.md",
     "docs/releasing.md",
     "profiles/ci/config.yaml",
