@@ -1,17 +1,19 @@
-"""Describe a release as an RO-Crate (Workflow Run Crate profile) for archives and registries.
+"""Describe a release as an RO-Crate, the metadata WorkflowHub, Zenodo and RO-Crate tools read.
 
-Called by ``publish.publish(..., describe=...)`` while the release is being staged: it writes
-``ro-crate-metadata.json`` (and copies of the main workflow file and, if small enough and allowed,
-the sample sheet) into the staging directory, so SHA256SUMS, the release name and
-``publish.py verify`` cover them like every other file. MANIFEST.json stays the release's own
-contract; the crate restates it in the vocabulary that WorkflowHub, Zenodo and RO-Crate tools read.
+``publish.publish(describe=describer(...))`` calls ``write_crate`` while a release is staged: it
+writes ``ro-crate-metadata.json`` and copies of the main workflow file and (if small enough) the
+sample sheet, so SHA256SUMS and ``publish.py verify`` cover them too. The crate records the
+workflow (name, version, git commit, authors, license: from CITATION.cff), the run that made the
+release (configuration, sample sheet, operating context, time span) and every published file with
+its size and sha256. MANIFEST.json stays the release's own contract; the crate restates it as
+RO-Crate 1.1 following Workflow Run Crate 0.5 (with Process Run Crate 0.5, Workflow RO-Crate 1.0).
+Unlike the other mechanism modules it needs a library, ``rocrate`` (requirements.txt).
 
-Conforms to RO-Crate 1.1 and the Workflow Run Crate profile 0.5 (which includes the Process Run
-Crate 0.5 and Workflow RO-Crate 1.0 profiles). Uses the ``rocrate`` library, so it runs in
-Snakemake's environment (requirements.txt), not as a stdlib mechanism.
+From the Snakemake repository template, release {{ cookiecutter._template_version }}.
 """
 
-import datetime as _dt
+import datetime
+import functools
 import hashlib
 import re
 import shutil
@@ -22,104 +24,185 @@ from urllib.parse import urlsplit, urlunsplit
 import yaml
 from rocrate.rocrate import ROCrate
 
-CRATE_VERSION = "1.1"
 METADATA = "ro-crate-metadata.json"
+SNAKEFILE_IN_RELEASE = "workflow/Snakefile"  # the copy's path in the release: its path in the repository
 PROFILES = {
     "https://w3id.org/ro/wfrun/process/0.5": ("Process Run Crate", "0.5"),
     "https://w3id.org/ro/wfrun/workflow/0.5": ("Workflow Run Crate", "0.5"),
     "https://w3id.org/workflowhub/workflow-ro-crate/1.0": ("Workflow RO-Crate", "1.0"),
 }
-# sha256 is not a term of the RO-Crate 1.1 context; later RO-Crate contexts map it to schema.org
-EXTRA_TERMS = {"sha256": "http://schema.org/sha256"}
-SPDX = "https://spdx.org/licenses/"
 BIOSCHEMAS_WORKFLOW = "https://bioschemas.org/profiles/ComputationalWorkflow/1.0-RELEASE"
-# where the copies the crate needs sit inside the release (their paths in the repository)
-SNAKEFILE_IN_RELEASE = "workflow/Snakefile"
-MEDIA_TYPES = {
-    ".tsv": "text/tab-separated-values",
-    ".csv": "text/csv",
-    ".json": "application/json",
-    ".html": "text/html",
-    ".txt": "text/plain",
-    ".yaml": "application/yaml",
-    ".yml": "application/yaml",
-}
+MEDIA_TYPES = {".tsv": "text/tab-separated-values", ".csv": "text/csv", ".json": "application/json"}
+MEDIA_TYPES |= {".html": "text/html", ".txt": "text/plain", ".yaml": "application/yaml", ".yml": "application/yaml"}
+RUN_TIMES = (
+    "startTime is the earliest start and endTime the latest end among the Snakemake jobs that made the "
+    "published files (from .snakemake/ records); jobs whose outputs are not published are not counted."
+)
 
 
 class CrateError(RuntimeError):
     """The crate cannot be written as asked; the message says what to change."""
 
 
-def sha256_file(path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
+def describer(**options):
+    """The ``describe(staging_dir, manifest)`` that ``publish.publish`` calls: ``write_crate`` with ``options``."""
+    return functools.partial(write_crate, **options)
 
 
-def public_url(url):
-    """An http(s) repository URL without credentials, or None (ssh remotes, local paths, tokens)."""
-    if not url:
-        return None
-    url = url.strip()
-    scp = re.fullmatch(r"[\w.-]+@([\w.-]+):(.+)", url)  # git@host:owner/repo.git
-    if scp:
-        url = f"https://{scp[1]}/{scp[2]}"
-    parts = urlsplit(url)
-    if parts.scheme not in ("http", "https", "ssh") or not parts.hostname:
-        return None
-    netloc = parts.hostname + (f":{parts.port}" if parts.port and parts.scheme != "ssh" else "")
-    path = parts.path[:-4] if parts.path.endswith(".git") else parts.path
-    return urlunsplit(("https", netloc, path, "", ""))
+def write_crate(
+    release_dir, manifest, snakefile, citation, config_files, sample_sheet, sheet_max_bytes, job_times, repository_url
+):
+    """Write the crate of the release whose MANIFEST.json is ``manifest``, and its copies, into ``release_dir``.
 
-
-def git_remote(cwd):
-    """The URL of the git remote "origin" of the repository holding ``cwd``, or None."""
-    try:
-        proc = subprocess.run(
-            ["git", "config", "--get", "remote.origin.url"], cwd=cwd, capture_output=True, text=True, timeout=30
-        )
-    except (OSError, subprocess.SubprocessError):
-        return None
-    return proc.stdout.strip() or None if proc.returncode == 0 else None
-
-
-def read_citation(path) -> dict:
-    """title, authors, license and repository from CITATION.cff (empty when there is none)."""
-    path = Path(path)
-    if not path.is_file():
-        return {}
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    except (OSError, yaml.YAMLError) as exc:
-        raise CrateError(f"{path} cannot be read as YAML ({exc}); fix it or delete it, then publish again") from None
-    return data if isinstance(data, dict) else {}
-
-
-def job_times(persistence, sources):
-    """(earliest start, latest end) of the Snakemake jobs that made ``sources``, as UTC datetimes.
-
-    From Snakemake's records in .snakemake/ (the same records publish.smk reads for made_by).
-    Jobs whose outputs are not published are not seen, so the start is the start of the first
-    job that made a published file, not necessarily of the whole run.
+    ``job_times``: (start, end) from ``job_times()``; ``repository_url``: used unless CITATION.cff names one.
     """
-    from snakemake.io import IOFile
+    sheet = Path(sample_sheet) if sample_sheet and Path(sample_sheet).is_file() else None
+    copies = {SNAKEFILE_IN_RELEASE: Path(snakefile)}
+    if sheet_copy(sheet, sheet_max_bytes):
+        copies[sheet_copy(sheet, sheet_max_bytes)] = sheet
+    clash = sorted(set(copies) & ({e["path"] for e in manifest["files"]} | {METADATA}))
+    if clash:
+        raise CrateError(
+            f"the release crate needs {', '.join(clash)} for its own copy, but the publish set publishes a file "
+            "under that name; give that final output another published name in FINAL_OUTPUTS (workflow/Snakefile)"
+        )
+    provenance, cite = manifest["provenance"], read_citation(citation)
+    name = str(cite.get("title") or Path(snakefile).resolve().parent.parent.name)
+    version = str(provenance.get("workflow_version") or cite.get("version") or "unknown")
+    crate = ROCrate(version="1.1")
+    crate.metadata.extra_terms["sha256"] = "http://schema.org/sha256"  # in later RO-Crate contexts, not in 1.1
+    authors = describe_release(crate, manifest, name, version, cite)
+    repository = public_url(cite.get("repository-code")) or public_url(repository_url)
+    workflow = add_workflow(crate, snakefile, name, version, provenance, repository, authors)
+    values = add_inputs(crate, workflow, provenance, config_files, sheet, sheet_max_bytes)
+    outputs = add_outputs(crate, workflow, manifest["files"])
+    crate.root_dataset["mentions"] = add_run(crate, workflow, provenance, values, outputs, job_times)
+    for path, source in copies.items():
+        (Path(release_dir) / path).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(source, Path(release_dir) / path)
+    crate.metadata.write(release_dir)
 
-    starts, ends = [], []
-    for source in sources:
-        record = persistence.metadata(IOFile(source))
-        if record is None:
-            continue
-        if record.starttime is not None:
-            starts.append(record.starttime)
-        if record.endtime is not None:
-            ends.append(record.endtime)
 
-    def utc(stamps, pick):
-        return _dt.datetime.fromtimestamp(pick(stamps), _dt.UTC) if stamps else None
+def describe_release(crate, manifest, name, version, cite):
+    """The root dataset: what the release is, its date, license, profiles and authors (returned)."""
+    root = crate.root_dataset
+    root["name"] = f"{name} {version}: published results"
+    root["description"] = (
+        f"Release of the results of {name} version {version}, published by its publish step. "
+        "MANIFEST.json lists the same files with their provenance; SHA256SUMS checks them with sha256sum -c."
+    )
+    root["datePublished"] = manifest.get("created") or manifest["provenance"].get("published_at")
+    if cite.get("license"):
+        licence = str(cite["license"])
+        root["license"] = add_work(crate, f"https://spdx.org/licenses/{licence}", licence, identifier=licence)
+    else:  # Workflow RO-Crate requires a license statement; the project chose none
+        root["license"] = "No license: all rights reserved by the authors"
+    authors = [add_author(crate, number, author) for number, author in enumerate(cite.get("authors") or [], 1)]
+    if authors:
+        root["author"] = single(authors)
+    for url, (label, number) in PROFILES.items():
+        root.append_to("conformsTo", add_work(crate, url, label, version=number))
+    return authors
 
-    return utc(starts, min), utc(ends, max)
+
+def add_workflow(crate, snakefile, name, version, provenance, repository, authors):
+    """The main workflow file (its copy in the release), with its language, git commit, repository and authors."""
+    properties = {"name": name, "version": version, "encodingFormat": "text/x-snakemake"}
+    language = {"lang": "snakemake", "lang_version": provenance.get("snakemake_version")}
+    workflow = crate.add_workflow(str(snakefile), SNAKEFILE_IN_RELEASE, main=True, properties=properties, **language)
+    if repository:
+        workflow["codeRepository"] = workflow["url"] = repository
+    if provenance.get("git_commit"):
+        state = "had uncommitted changes" if provenance.get("git_dirty") else "was clean"
+        commit = ("#git-commit", "git commit of the workflow", "git commit", provenance["git_commit"])
+        workflow["identifier"] = add_value(crate, *commit, f"the work tree {state}")
+    if authors:
+        workflow["author"] = single(authors)
+    return workflow
+
+
+def add_inputs(crate, workflow, provenance, config_files, sheet, sheet_max_bytes):
+    """The workflow's inputs (config, samples) and their values in this run (returned), config files included."""
+    purpose = "sha256 of the effective configuration (defaults, files and --config), as sorted JSON"
+    values = [add_value(crate, "#config", "config", purpose, provenance.get("config_sha256", ""))]
+    inputs = [add_parameter(crate, "config", "PropertyValue", values[0], "The workflow configuration.")]
+    for number, path in enumerate(map(Path, config_files), start=1):
+        if path.is_file():
+            size = f"config file ({path.stat().st_size} bytes), identified by its sha256"
+            values.append(add_value(crate, f"#config-file-{number}", path.as_posix(), "sha256", sha256(path), size))
+    if sheet:
+        size, digest, copy = sheet.stat().st_size, sha256(sheet), sheet_copy(sheet, sheet_max_bytes)
+        if copy:
+            properties = {"name": sheet.name, "description": "The sample sheet of this run.", "sha256": digest}
+            properties |= {"encodingFormat": media_type(sheet.name), "contentSize": str(size)}
+            values.append(crate.add_file(str(sheet), copy, properties=properties))
+        else:
+            why = f"larger than release_sample_sheet_max_bytes ({sheet_max_bytes}); identified by its sha256"
+            description = f"sample sheet ({size} bytes), not included: {why}"
+            values.append(add_value(crate, "#sample-sheet", sheet.as_posix(), "sha256", digest, description))
+        kind, purpose = "File" if copy else "PropertyValue", "The sample sheet (config key samples)."
+        inputs.append(add_parameter(crate, "samples", kind, values[-1], purpose))
+    workflow["input"] = single(inputs)
+    return values
+
+
+def add_outputs(crate, workflow, files):
+    """The published files (already in the release: the crate only describes them), the workflow's output."""
+    outputs = []
+    for entry in sorted(files, key=lambda e: e["path"]):
+        properties = {"name": entry["path"], "encodingFormat": media_type(entry["path"])}
+        properties |= {"contentSize": str(entry["size"]), "sha256": entry["sha256"]}
+        if entry.get("made_at"):
+            properties["dateCreated"] = entry["made_at"]
+        if entry.get("rule"):
+            properties["description"] = f"made by rule {entry['rule']}"
+        outputs.append(crate.add_file(dest_path=entry["path"], properties=properties))
+    purpose = "Every file the publish step released."
+    workflow["output"] = add_parameter(crate, "published files", "File", outputs, purpose)
+    workflow["conformsTo"] = add_work(crate, BIOSCHEMAS_WORKFLOW, "Bioschemas ComputationalWorkflow 1.0")
+    return outputs
+
+
+def add_run(crate, workflow, provenance, values, outputs, job_times):
+    """The CreateAction: the run of ``workflow`` with ``values`` and the operating context that made ``outputs``."""
+    context, snakemake = provenance.get("context", "unknown"), provenance.get("snakemake_version")
+    where = f"profiles/{context} on host {provenance.get('host', 'unknown')}, Snakemake {snakemake}"
+    how = "snakemake --profile profiles/<context>"
+    operating = add_value(crate, "#operating-context", "operating context", how, context, where)
+    title = f"Run of {workflow['name']} {workflow['version']} with profiles/{context}"
+    action = {"@type": "CreateAction", "name": title, "description": RUN_TIMES}
+    action["actionStatus"] = "http://schema.org/CompletedActionStatus"  # a plain string, as the profile checks it
+    action |= {key: time for key, time in zip(("startTime", "endTime"), job_times, strict=True) if time}
+    return crate.add_action(workflow, identifier="#run", object=[*values, operating], result=outputs, properties=action)
+
+
+def add_author(crate, number, author):
+    """A CITATION.cff author: a Person (given-names, family-names) or an entity (name: a team, an institute)."""
+    author = author if isinstance(author, dict) else {"name": str(author)}
+    name = author.get("name") or " ".join(str(author[k]) for k in ("given-names", "family-names") if author.get(k))
+    entity = {"@id": f"#author-{number}", "@type": "Organization" if "name" in author else "Person", "name": name}
+    return crate.add_jsonld(entity | ({"email": str(author["email"])} if author.get("email") else {}))
+
+
+def add_parameter(crate, name, kind, examples, description):
+    """A FormalParameter of the workflow, linked both ways to its value(s) in this run."""
+    slug = re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")
+    parameter = crate.add_formal_parameter(
+        name=name, additionalType=kind, identifier=f"#param-{slug}", description=description, valueRequired=True
+    )
+    parameter["workExample"] = examples
+    for entity in examples if isinstance(examples, list) else [examples]:
+        entity["exampleOfWork"] = parameter
+    return parameter
+
+
+def add_value(crate, identifier, name, property_id, value, description=None):
+    entity = {"@id": identifier, "@type": "PropertyValue", "name": name, "propertyID": property_id, "value": value}
+    return crate.add_jsonld(entity | ({"description": description} if description else {}))
+
+
+def add_work(crate, url, name, **properties):
+    return crate.add_jsonld({"@id": url, "@type": "CreativeWork", "name": name, **properties})
 
 
 def single(values):
@@ -127,262 +210,67 @@ def single(values):
     return values[0] if len(values) == 1 else values
 
 
-def iso(moment):
-    return moment.astimezone(_dt.UTC).isoformat(timespec="seconds") if moment else None
-
-
-def sheet_name_in_release(sheet):
-    """The sheet's path in the repository (config/samples.tsv), or inputs/<name> for a path outside it."""
-    if sheet.is_absolute() or ".." in sheet.parts:
-        return f"inputs/{sheet.name}"
-    return sheet.as_posix()
-
-
 def media_type(name):
     return MEDIA_TYPES.get(PurePosixPath(name).suffix.lower(), "application/octet-stream")
 
 
-def build_crate(
-    manifest: dict,
-    snakefile,
-    citation=None,
-    config_files=(),
-    sample_sheet=None,
-    sheet_max_bytes=0,
-    job_times=(None, None),
-    repository_url=None,
-):
-    """The crate (an rocrate.ROCrate) of one release; ``manifest`` is its MANIFEST.json content.
+def sha256(path):
+    with open(path, "rb") as fh:
+        return hashlib.file_digest(fh, "sha256").hexdigest()
 
-    Returns (crate, copies): copies maps a path inside the release to the repository file that
-    must be copied there (the main workflow file, the sample sheet when included).
+
+def sheet_copy(sheet, max_bytes):
+    """The path of the sample sheet's copy in the release (its path in the repository, else inputs/<name>),
+    or None when there is no sheet or it is larger than ``max_bytes``."""
+    if not sheet or sheet.stat().st_size > max_bytes:
+        return None
+    return f"inputs/{sheet.name}" if sheet.is_absolute() or ".." in sheet.parts else sheet.as_posix()
+
+
+def read_citation(path):
+    """CITATION.cff as a dict (empty when there is none)."""
+    if not path or not Path(path).is_file():
+        return {}
+    try:
+        data = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
+    except (OSError, yaml.YAMLError) as exc:
+        raise CrateError(f"{path} cannot be read as YAML ({exc}); fix it or delete it, then publish again") from None
+    return data if isinstance(data, dict) else {}
+
+
+def public_url(url):
+    """An https URL of the repository without credentials, or None (a local path, another scheme)."""
+    url = (url or "").strip()
+    scp = re.fullmatch(r"[\w.-]+@([\w.-]+):(.+)", url)  # git@host:owner/repo.git
+    parts = urlsplit(f"https://{scp[1]}/{scp[2]}" if scp else url)
+    if parts.scheme not in ("http", "https", "ssh") or not parts.hostname:
+        return None
+    netloc = parts.hostname + (f":{parts.port}" if parts.port and parts.scheme != "ssh" else "")
+    return urlunsplit(("https", netloc, parts.path.removesuffix(".git"), "", ""))
+
+
+def git_remote(cwd):
+    """The URL of the git remote "origin" of the repository holding ``cwd``, or None."""
+    try:
+        git = ["git", "config", "--get", "remote.origin.url"]
+        proc = subprocess.run(git, cwd=cwd, capture_output=True, text=True, timeout=30)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return (proc.stdout.strip() or None) if proc.returncode == 0 else None
+
+
+def job_times(persistence, sources):
+    """(earliest start, latest end) of the Snakemake jobs that made ``sources``, as ISO 8601 UTC (or None).
+
+    From Snakemake's records in .snakemake/: jobs whose outputs are not published are not seen.
     """
-    provenance = manifest.get("provenance", {})
-    cite = read_citation(citation) if citation else {}
-    published = {e["path"] for e in manifest["files"]}
-    copies = {SNAKEFILE_IN_RELEASE: Path(snakefile)}
-    sheet = Path(sample_sheet) if sample_sheet else None
-    include_sheet = sheet is not None and sheet.is_file() and sheet.stat().st_size <= sheet_max_bytes
-    if include_sheet:
-        copies[sheet_name_in_release(sheet)] = sheet
-    clash = sorted(set(copies) & (published | {METADATA}))
-    if clash:
-        raise CrateError(
-            f"the release crate needs {', '.join(clash)} for its own copy, but the publish set publishes a file "
-            "under that name; rename it in PUBLISH_SET (workflow/rules/publish.smk)"
-        )
-    name = str(cite.get("title") or Path(snakefile).resolve().parent.parent.name)
-    version = str(provenance.get("workflow_version") or cite.get("version") or "unknown")
-    repository = public_url(cite.get("repository-code")) or public_url(repository_url)
+    from snakemake.io import IOFile
 
-    crate = ROCrate(version=CRATE_VERSION)
-    crate.metadata.extra_terms.update(EXTRA_TERMS)
-    root = crate.root_dataset
-    root["name"] = f"{name} {version}: published results"
-    root["description"] = (
-        f"Release of the results of {name} version {version}, published by its publish step. "
-        "MANIFEST.json lists the same files with their provenance; SHA256SUMS checks them with sha256sum -c."
-    )
-    root["datePublished"] = manifest.get("created") or provenance.get("published_at")
-    licence = cite.get("license")
-    if licence:
-        root["license"] = crate.add_jsonld(
-            {"@id": SPDX + str(licence), "@type": "CreativeWork", "name": str(licence), "identifier": str(licence)}
-        )
-    else:
-        # Workflow RO-Crate requires a license statement; the project chose none.
-        root["license"] = "No license: all rights reserved by the authors"
-    authors = [_person(crate, i, a) for i, a in enumerate(cite.get("authors") or [], start=1)]
-    if authors:
-        root["author"] = single(authors)
-    for url, (label, ver) in PROFILES.items():
-        root.append_to(
-            "conformsTo", crate.add_jsonld({"@id": url, "@type": "CreativeWork", "name": label, "version": ver})
-        )
-
-    workflow = crate.add_workflow(
-        source=str(copies[SNAKEFILE_IN_RELEASE]),
-        dest_path=SNAKEFILE_IN_RELEASE,
-        main=True,
-        lang="snakemake",
-        lang_version=provenance.get("snakemake_version"),
-        properties={"name": name, "version": version, "encodingFormat": "text/x-snakemake"},
-    )
-    # add_workflow also lists the newest Workflow RO-Crate profile; this crate claims the 1.0 that WRC 0.5 uses
-    root["conformsTo"] = [p for p in root["conformsTo"] if p.id in PROFILES]
-    _drop_unused_profiles(crate)
-    if repository:
-        workflow["codeRepository"] = repository
-        workflow["url"] = repository
-    if provenance.get("git_commit"):
-        commit = crate.add_jsonld(
-            {
-                "@id": "#git-commit",
-                "@type": "PropertyValue",
-                "propertyID": "git commit",
-                "name": "git commit of the workflow",
-                "value": provenance["git_commit"],
-                "description": "the work tree had uncommitted changes"
-                if provenance.get("git_dirty")
-                else "the work tree was clean",
-            }
-        )
-        workflow["identifier"] = commit
-    if authors:
-        workflow["author"] = single(authors)
-
-    # inputs: the configuration (by checksum), its files, the sample sheet
-    inputs, values = [], []
-    config_value = crate.add_jsonld(
-        {
-            "@id": "#config",
-            "@type": "PropertyValue",
-            "name": "config",
-            "propertyID": "sha256 of the effective configuration (defaults, files and --config), as sorted JSON",
-            "value": provenance.get("config_sha256", ""),
-        }
-    )
-    inputs.append(_parameter(crate, "config", "PropertyValue", config_value, "The workflow configuration."))
-    values.append(config_value)
-    for number, path in enumerate(config_files, start=1):
-        path = Path(path)
-        if not path.is_file():
-            continue
-        entity = crate.add_jsonld(
-            {
-                "@id": f"#config-file-{number}",
-                "@type": "PropertyValue",
-                "name": path.as_posix(),
-                "propertyID": "sha256",
-                "value": sha256_file(path),
-                "description": f"config file ({path.stat().st_size} bytes), identified by its sha256",
-            }
-        )
-        values.append(entity)
-    if sheet is not None and sheet.is_file():
-        digest, size = sha256_file(sheet), sheet.stat().st_size
-        if include_sheet:
-            entity = crate.add_file(
-                source=str(sheet),
-                dest_path=sheet_name_in_release(sheet),
-                properties={
-                    "name": sheet.name,
-                    "description": "The sample sheet of this run.",
-                    "encodingFormat": media_type(sheet.name),
-                    "contentSize": str(size),
-                    "sha256": digest,
-                },
-            )
-        else:
-            entity = crate.add_jsonld(
-                {
-                    "@id": "#sample-sheet",
-                    "@type": "PropertyValue",
-                    "name": sheet.as_posix(),
-                    "propertyID": "sha256",
-                    "value": digest,
-                    "description": f"sample sheet ({size} bytes), not included: larger than "
-                    f"release_sample_sheet_max_bytes ({sheet_max_bytes}); identified by its sha256",
-                }
-            )
-        kind = "File" if include_sheet else "PropertyValue"
-        inputs.append(_parameter(crate, "samples", kind, entity, "The sample sheet (config key samples)."))
-        values.append(entity)
-
-    # outputs: every published file, with its size and sha256
-    outputs = []
-    for entry in sorted(manifest["files"], key=lambda e: e["path"]):
-        properties = {
-            "name": entry["path"],
-            "encodingFormat": media_type(entry["path"]),
-            "contentSize": str(entry["size"]),
-            "sha256": entry["sha256"],
-        }
-        if entry.get("made_at"):
-            properties["dateCreated"] = entry["made_at"]
-        if entry.get("rule"):
-            properties["description"] = f"made by rule {entry['rule']}"
-        # no source: publish has already put the file in the release; the crate only describes it
-        outputs.append(crate.add_file(dest_path=entry["path"], properties=properties))
-    parameter = _parameter(crate, "published files", "File", outputs, "Every file the publish step released.")
-    workflow["input"] = single(inputs)
-    workflow["output"] = parameter
-    workflow["conformsTo"] = crate.add_jsonld(
-        {"@id": BIOSCHEMAS_WORKFLOW, "@type": "CreativeWork", "name": "Bioschemas ComputationalWorkflow 1.0"}
-    )
-
-    context = provenance.get("context", "unknown")
-    host = provenance.get("host", "unknown")
-    operating = crate.add_jsonld(
-        {
-            "@id": "#operating-context",
-            "@type": "PropertyValue",
-            "name": "operating context",
-            "propertyID": "snakemake --profile profiles/<context>",
-            "value": context,
-            "description": f"profiles/{context} on host {host}, Snakemake {provenance.get('snakemake_version')}",
-        }
-    )
-    action = {
-        "@type": "CreateAction",
-        "name": f"Run of {name} {version} with profiles/{context}",
-        "description": (
-            "startTime is the earliest start and endTime the latest end among the Snakemake jobs that made the "
-            "published files (from .snakemake/ records); jobs whose outputs are not published are not counted."
-        ),
-        "actionStatus": "http://schema.org/CompletedActionStatus",  # a plain string, as the profile checks it
-    }
-    started, ended = job_times
-    if started:
-        action["startTime"] = iso(started)
-    if ended:
-        action["endTime"] = iso(ended)
-    run = crate.add_action(workflow, identifier="#run", object=[*values, operating], result=outputs, properties=action)
-    root["mentions"] = run
-    return crate, copies
+    records = [record for record in map(persistence.metadata, map(IOFile, sources)) if record is not None]
+    starts = [r.starttime for r in records if r.starttime is not None]
+    ends = [r.endtime for r in records if r.endtime is not None]
+    return (iso(min(starts)) if starts else None), (iso(max(ends)) if ends else None)
 
 
-def _person(crate, number, author):
-    author = author if isinstance(author, dict) else {"name": str(author)}
-    name = author.get("name") or " ".join(str(author[k]) for k in ("given-names", "family-names") if author.get(k))
-    entity = {"@id": f"#author-{number}", "@type": "Person" if "name" not in author else "Organization", "name": name}
-    if author.get("email"):
-        entity["email"] = str(author["email"])
-    return crate.add_jsonld(entity)
-
-
-def _parameter(crate, name, kind, example, description):
-    slug = re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")
-    parameter = crate.add_formal_parameter(
-        name=name, additionalType=kind, identifier=f"#param-{slug}", description=description, valueRequired=True
-    )
-    parameter["workExample"] = example
-    for entity in example if isinstance(example, list) else [example]:
-        entity["exampleOfWork"] = parameter
-    return parameter
-
-
-def _drop_unused_profiles(crate):
-    for entity in list(crate.contextual_entities):
-        if "Profile" in entity.type and entity.id not in PROFILES:
-            crate.delete(entity)
-
-
-def write_crate(release_dir, manifest, **options):
-    """Write the crate of ``manifest`` and the copies it needs into ``release_dir``."""
-    release_dir = Path(release_dir)
-    crate, copies = build_crate(manifest, **options)
-    for rel, source in copies.items():
-        (release_dir / rel).parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(source, release_dir / rel)
-    crate.metadata.write(release_dir)
-    return release_dir / METADATA
-
-
-def describer(**options):
-    """A ``describe(staging_dir, manifest)`` callable for ``publish.publish``."""
-
-    def describe(staging_dir, manifest):
-        write_crate(staging_dir, manifest, **options)
-
-    return describe
+def iso(timestamp):
+    return datetime.datetime.fromtimestamp(timestamp, datetime.UTC).isoformat(timespec="seconds")
