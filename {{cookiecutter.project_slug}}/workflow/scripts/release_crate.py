@@ -34,10 +34,6 @@ PROFILES = {
 BIOSCHEMAS_WORKFLOW = "https://bioschemas.org/profiles/ComputationalWorkflow/1.0-RELEASE"
 MEDIA_TYPES = {".tsv": "text/tab-separated-values", ".csv": "text/csv", ".json": "application/json"}
 MEDIA_TYPES |= {".html": "text/html", ".txt": "text/plain", ".yaml": "application/yaml", ".yml": "application/yaml"}
-RUN_TIMES = (
-    "startTime is the earliest start and endTime the latest end among the Snakemake jobs that made the "
-    "published files (from .snakemake/ records); jobs whose outputs are not published are not counted."
-)
 
 
 class CrateError(RuntimeError):
@@ -91,7 +87,7 @@ def describe_release(crate, manifest, name, version, cite):
         f"Release of the results of {name} version {version}, published by its publish step. "
         "MANIFEST.json lists the same files with their provenance; SHA256SUMS checks them with sha256sum -c."
     )
-    root["datePublished"] = manifest.get("created") or manifest["provenance"].get("published_at")
+    root["datePublished"] = manifest["created"]
     if cite.get("license"):
         licence = str(cite["license"])
         root["license"] = add_work(crate, f"https://spdx.org/licenses/{licence}", licence, identifier=licence)
@@ -170,7 +166,11 @@ def add_run(crate, workflow, provenance, values, outputs, job_times):
     how = "snakemake --profile profiles/<context>"
     operating = add_value(crate, "#operating-context", "operating context", how, context, where)
     title = f"Run of {workflow['name']} {workflow['version']} with profiles/{context}"
-    action = {"@type": "CreateAction", "name": title, "description": RUN_TIMES}
+    action = {"@type": "CreateAction", "name": title}
+    action["description"] = (
+        "startTime is the earliest start and endTime the latest end among the Snakemake jobs that made the "
+        "published files (from .snakemake/ records); jobs whose outputs are not published are not counted."
+    )
     action["actionStatus"] = "http://schema.org/CompletedActionStatus"  # a plain string, as the profile checks it
     action |= {key: time for key, time in zip(("startTime", "endTime"), job_times, strict=True) if time}
     return crate.add_action(workflow, identifier="#run", object=[*values, operating], result=outputs, properties=action)
