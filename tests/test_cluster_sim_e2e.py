@@ -7,21 +7,16 @@ import sys
 import time
 
 import pytest
-from conftest import isolated_env, node_tmp, run_command, scratch_records, tool
+from conftest import TEMPLATE, isolated_env, node_tmp, run_command, scratch_records, tool
 from slurm_cluster import configure_site
 
 pytestmark = pytest.mark.timeout(900)
-CONTEXTS = ["local", "ci", "slurm", "cluster-sim"]
-REMOTE_RULES = [
-    "report",
-    "summarize_sample",
-    "summarize_sample",
-    "summarize_sample",
-    "summary_table",
-    "tokenize",
-    "tokenize",
-    "tokenize",
-]
+# every context the template ships, discovered as a generated repository discovers its own
+CONTEXTS = sorted(
+    p.parent.name for p in (TEMPLATE / "{{cookiecutter.project_slug}}" / "profiles").glob("*/config.yaml")
+)
+# profiles/cluster-sim groups the per-sample rules into one scheduler job and the fan-in rules into another
+SCHEDULER_JOBS = ["group:fan_in", "group:per_sample"]
 
 
 def scheduler_records(repo):
@@ -49,7 +44,7 @@ def test_full_example_and_publish_under_cluster_sim_match_the_local_run(render, 
     snakemake(sim, "--profile", "profiles/cluster-sim", env=env)
     snakemake(sim, "--profile", "profiles/cluster-sim", "publish", env=env)
     records = scheduler_records(sim)
-    assert sorted(r["rule"] for r in records) == REMOTE_RULES, "every non-local rule went through the scheduler"
+    assert sorted(r["rule"] for r in records) == SCHEDULER_JOBS, "every non-local rule went through the scheduler"
     assert all(r["state"] == "success" and r["host"].startswith("simnode-") for r in records)
     assert "publish" not in {r["rule"] for r in records}, "publish runs locally"
     assert results_bytes(sim) == results_bytes(local), "same meaning in both contexts"
@@ -80,19 +75,26 @@ def test_visibility_lag_below_latency_wait_succeeds(render, snakemake, tmp_path)
 def test_visibility_lag_above_latency_wait_fails_then_a_rerun_after_the_lag_completes(render, snakemake, tmp_path):
     repo = render()
     lag = 14  # profiles/cluster-sim sets latency-wait 10
-    target = ["results/samples/alpha.summary.json", "publish"]
-    run = snakemake(
-        repo, "--profile", "profiles/cluster-sim", *target, env=sim_env(tmp_path, SIM_VISIBILITY_LAG=lag), check=False
-    )
+    # one job per rule (grouping off), so the first job's output is the one held back
+    ungrouped = ["--profile", "profiles/cluster-sim", "--groups", "none=none"]  # --groups takes what follows
+    env = sim_env(tmp_path, SIM_VISIBILITY_LAG=lag)
+    run = snakemake(repo, "results/samples/alpha.summary.json", *ungrouped, env=env, check=False)
     assert run.returncode != 0
     assert "MissingOutputException" in run.output and "--latency-wait" in run.output
-    assert not (repo / "publish").exists(), "nothing is published after a failed run"
+    assert not (repo / "results/samples/alpha.summary.json").exists()
     held = repo / "work/tokens/alpha.tokens"
     deadline = time.monotonic() + lag + 60
     while not held.exists() and time.monotonic() < deadline:
         time.sleep(0.2)
     assert held.exists(), "the late file arrived once the lag passed"
-    snakemake(repo, "--profile", "profiles/cluster-sim", *target, env=sim_env(tmp_path))
+    snakemake(
+        repo,
+        "--profile",
+        "profiles/cluster-sim",
+        "results/samples/alpha.summary.json",
+        "publish",
+        env=sim_env(tmp_path),
+    )
     assert (repo / "publish/current/samples/alpha.summary.json").is_file()
 
 

@@ -23,7 +23,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import isolated_env, run_command, scratch_records, start_snakemake, tool
+from conftest import isolated_env, node_tmp, run_command, scratch_records, start_snakemake, tool, workflow_user
 from slurm_cluster import OVERRIDES, SITE, configure_site, jobs_in, unavailable
 from test_benchmarks_smoke import DOC, run_benchmarks
 from test_scratch_and_publish_e2e import add_fault_rules, wait_for
@@ -41,13 +41,13 @@ def slurm_cluster():
 
 
 def cancel_all():
-    subprocess.run(["scancel", "-u", os.environ.get("USER", "root")], capture_output=True, timeout=30)
+    """Cancel every job of the user the tests submit as."""
+    user = workflow_user() or os.environ.get("USER", "root")
+    subprocess.run(["scancel", "-u", user], capture_output=True, timeout=30)
 
 
 def slurm_env(tmp_path):
-    node = tmp_path / "node-scratch"
-    node.mkdir(exist_ok=True)
-    return isolated_env(tmp_path, TEST_NODE_SCRATCH=str(node))
+    return isolated_env(tmp_path, TEST_NODE_SCRATCH=str(node_tmp(tmp_path, "node-scratch")))
 
 
 def render_site(render):
@@ -64,6 +64,7 @@ def run_slurm(repo, tmp_path, *args, check=True, timeout=300):
         env=slurm_env(tmp_path),
         timeout=timeout,
         on_timeout=cancel_all,
+        user=workflow_user(),
     )
     if check:
         assert run.returncode == 0, repr(run)
@@ -83,8 +84,12 @@ def test_example_and_publish_on_slurm_match_the_local_run(render, snakemake, tmp
     assert "slurm" in run.output.lower()
     records = scratch_records(repo)
     assert len(records) == 8 and all(r["status"] == "ok" and r["removed"] for r in records)
-    assert {r["root"] for r in records} == {str(tmp_path / "node-scratch" / f"{repo.name}-scratch-{os.getuid()}")}
-    assert list((tmp_path / "node-scratch" / f"{repo.name}-scratch-{os.getuid()}").iterdir()) == [], "scratch cleaned"
+    assert {r["root"] for r in records} == {
+        str(tmp_path / "node-scratch" / f"{repo.name}-scratch-{repo.stat().st_uid}")
+    }
+    assert list((tmp_path / "node-scratch" / f"{repo.name}-scratch-{repo.stat().st_uid}").iterdir()) == [], (
+        "scratch cleaned"
+    )
     assert any((repo / "logs/slurm").rglob("*.log")), "Slurm job output under slurm-logdir"
     manifest = json.loads((repo / "publish/current/MANIFEST.json").read_text())
     assert manifest["provenance"]["context"] == "slurm"
@@ -94,7 +99,8 @@ def test_example_and_publish_on_slurm_match_the_local_run(render, snakemake, tmp
 
 def test_sbatch_options_match_the_profile(render, tmp_path):
     repo = render_site(render)
-    run = run_slurm(repo, tmp_path, "--verbose", "results/samples/alpha.summary.json")
+    # one job per rule (grouping off), so each sbatch call carries that rule's own resources
+    run = run_slurm(repo, tmp_path, "--verbose", "results/samples/alpha.summary.json", "--groups", "none=none")
     sbatch = [line for line in run.output.splitlines() if "sbatch" in line and "--job-name" in line]
     assert sbatch, run.output[-3000:]
     call = " ".join(sbatch)

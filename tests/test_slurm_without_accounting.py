@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import TEMPLATE, run_command, scratch_records, tool
+from conftest import TEMPLATE, run_command, scratch_records, tool, workflow_user
 from slurm_cluster import OVERRIDES, configure_site, unavailable
 from test_slurm import slurm_env
 
@@ -79,7 +79,8 @@ def test_example_and_publish_without_accounting_use_squeue_status_and_match_the_
             cwd=repo,
             env=env,
             timeout=300,
-            on_timeout=lambda: subprocess.run(["scancel", "-u", os.environ.get("USER", "root")], timeout=30),
+            on_timeout=lambda: subprocess.run(["scancel", "-u", workflow_user() or "root"], timeout=30),
+            user=workflow_user(),
         )
         assert run.returncode == 0, repr(run)
         outputs.append(run.output)

@@ -120,12 +120,18 @@ def slurm_status_checks() -> str:
         "interval between checks"
     )
     per_step = f"about {wait} s" if wait is not None else "that interval"
+    grouping = (
+        "So `profiles/slurm` groups short jobs into few scheduler jobs (`groups`, `group-components`; "
+        "`--groups none=none` turns that off for one run)."
+        if load_profile("slurm").get("groups")
+        else "For such work, group short jobs into few scheduler jobs (`groups` and `group-components` in "
+        "`profiles/slurm`)."
+    )
     text = (
         "On Slurm, Snakemake learns that a job has ended only at its next status check. "
-        f"{setting}, and 10 s further apart (up to 180 s) after each check that finds nothing finished. "
+        f"{setting}, and further apart (up to 3 minutes) after each check that finds nothing finished. "
         f"Jobs that run for minutes hardly notice; a chain of seconds-long jobs pays {per_step} per step. "
-        "For such work, make cheap rules `localrules` or group jobs; lower the wait only if your site accepts "
-        "the extra `sacct` queries."
+        f"{grouping} Lower the wait only if your site accepts the extra `sacct` queries."
     )
     return textwrap.fill(text, width=110, break_long_words=False, break_on_hyphens=False) + "\n"
 
