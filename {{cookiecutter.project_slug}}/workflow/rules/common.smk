@@ -1,6 +1,6 @@
 # The declared input surface, read in one place: the config (schema-validated)
 # and the sample sheet, checked before any job starts. Rules reach the sheet
-# only through sample_file() and sample_group().
+# only through sample_file() and sample_column().
 
 import csv
 import re
@@ -207,9 +207,10 @@ def _sample_row(wildcards):
 
 
 def sample_file(wildcards):
-    """The input file of one sample (the only way rules reach the sheet)."""
+    """The input file of the job's sample."""
     return _sample_row(wildcards)["file"]
 
 
-def sample_group(wildcards):
-    return _sample_row(wildcards)["group"]
+def sample_column(column):
+    """An input or params function: one column of the sample sheet for the job's sample."""
+    return lambda wildcards: _sample_row(wildcards)[column]

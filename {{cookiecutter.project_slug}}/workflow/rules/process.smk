@@ -35,7 +35,7 @@ rule summarize_sample:
     conda:
         "../envs/base.yaml"
     params:
-        group=sample_group,
+        group=sample_column("group"),
         top_words=config["top_words"],
     script:
         "../scripts/summarize_sample.py"
