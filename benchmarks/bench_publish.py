@@ -3,7 +3,7 @@
 ``publish.publish()`` from the rendered ``workflow/scripts/publish.py`` runs in a fresh Python process
 per measurement (a driver script written to the temp dir), so its wall time includes interpreter
 start-up just as ``cp`` includes its own. The driver also times the module's ``sha256_files`` (hashing
-on all cores) and ``fsync`` calls inside ``publish()``, which give their shares, and, for the big files,
+on all cores) and ``durable.sync`` calls (the fsyncs) inside ``publish()``, which give their shares, and, for the big files,
 hashing the same files on one core, the baseline of the all-cores target. Baselines are timed as
 separate commands in the same repeat: ``cp -a``, ``cp -a --reflink=auto``, a hash of the same files
 (``sha256sum`` for the small files; ``openssl dgst -sha256`` for the big ones, because coreutils'
@@ -42,7 +42,7 @@ def timed(name, function):
 
 
 publish.sha256_files = timed("sha256", publish.sha256_files)
-publish.fsync = timed("fsync", publish.fsync)
+publish.durable.sync = timed("fsync", publish.durable.sync)  # every flush of the release
 subset, publish_root, one_core = sys.argv[2], sys.argv[3], sys.argv[4] == "1"
 names = sorted(os.listdir(os.path.join("results", subset)))
 entries = {f"{subset}/{n}": f"results/{subset}/{n}" for n in names}
@@ -216,7 +216,7 @@ def run(
             "process per measurement (wall time including start-up); each measurement makes a new release (the "
             "publish dir is removed between them, untimed). A release is a copy: a reflink clone where the "
             "filesystem offers one, else `copy_file_range`, then one fsync per file. The hash share is the time "
-            "in `sha256_files()` (all cores), the fsync share the time in `fsync()`, both over the time inside "
+            "in `sha256_files()` (all cores), the fsync share the time in `durable.sync()`, both over the time inside "
             "`publish()`. Baselines: `cp -a SRC DST`, `cp -a --reflink=auto SRC DST`, the hash command and `sync` "
             "right after each copy, timed separately in the same repeat and summed. Ratios are medians of the "
             "per-repeat ratios. Every step starts after `sync`."

@@ -124,6 +124,7 @@ def load_samples(sheet_path, input_dir):
             f"Sample sheet {sheet} does not exist (config key 'samples')."
         )
     base = Path(input_dir)
+    base_real = base.resolve()  # once, not per row
     records = _read_sheet(sheet)
     problems, samples = [], {}
     schema = _load_schema(SAMPLES_SCHEMA)
@@ -169,7 +170,7 @@ def load_samples(sheet_path, input_dir):
             )
             continue
         full = base / rel
-        if not full.resolve().is_relative_to(base.resolve()):
+        if not full.resolve().is_relative_to(base_real):
             problems.append(
                 f"{where}: path {row['path']!r} leaves {base}/ through a symlink"
             )
