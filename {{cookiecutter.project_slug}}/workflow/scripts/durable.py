@@ -17,6 +17,7 @@ import shutil
 
 CHUNK = 1 << 20
 FICLONE = 0x40049409  # Linux ioctl: share the source's blocks (btrfs, XFS, ...)
+_NO_REFLINK: set[int] = set()  # filesystems (st_dev) that refused a reflink
 _NO_KERNEL_COPY = (errno.EXDEV, errno.ENOSYS, errno.EINVAL, errno.EOPNOTSUPP, errno.ENOTTY, errno.EBADF)
 
 
@@ -28,10 +29,19 @@ def sync(path) -> None:
     if not os.path.isdir(path) or os.path.islink(path):
         _fsync(path)
         return
+    files, dirs = [], []
     for dirpath, _dirs, names in os.walk(path, topdown=False):
-        for name in names:
-            if not os.path.islink(os.path.join(dirpath, name)):
-                _fsync(os.path.join(dirpath, name))
+        files += [os.path.join(dirpath, n) for n in names if not os.path.islink(os.path.join(dirpath, n))]
+        dirs.append(dirpath)
+    if len(files) > 16:  # many small files: flushes wait on the disk, so overlap them (errors still raise)
+        from concurrent.futures import ThreadPoolExecutor
+
+        with ThreadPoolExecutor(max_workers=16) as pool:
+            list(pool.map(_fsync, files))
+    else:
+        for name in files:
+            _fsync(name)
+    for dirpath in dirs:
         with contextlib.suppress(OSError):
             _fsync(dirpath)
 
@@ -67,9 +77,13 @@ def clone(src, dst) -> None:
     """Copy the file ``src`` to the new file ``dst`` with its mode: a reflink where the
     filesystem can share blocks, else an in-kernel copy, else read and write."""
     with open(src, "rb") as fin, open(dst, "xb") as fout:
+        device = os.fstat(fout.fileno()).st_dev
         try:
+            if device in _NO_REFLINK:
+                raise OSError(errno.EOPNOTSUPP, "no reflink on this filesystem")
             fcntl.ioctl(fout.fileno(), FICLONE, fin.fileno())
         except OSError:
+            _NO_REFLINK.add(device)  # asked once per filesystem, not once per file
             _copy_data(fin, fout)
     shutil.copymode(src, dst)
 
