@@ -19,7 +19,9 @@ from snakemake.io import IOFile
 SCRIPTS = os.path.dirname(workflow.source_path("../scripts/scratch.py"))
 # This workflow's own folder (not the including one's when used as a module): its
 # git state is what a release records; a remote module has none here (None).
-WORKFLOW_DIR = os.path.dirname(str(workflow.current_basedir.get_path_or_uri(secret_free=True)))
+WORKFLOW_DIR = os.path.dirname(
+    str(workflow.current_basedir.get_path_or_uri(secret_free=True))
+)
 for _module in ("durable", "publish", "release_crate"):
     workflow.source_path(f"../scripts/{_module}.py")
 sys.path.insert(0, SCRIPTS)
