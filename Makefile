@@ -8,6 +8,7 @@ DEMO_DIR := build/demo
 DEMO_SLUG := text-statistics-workflow
 DEMO_REPO := $(DEMO_DIR)/$(DEMO_SLUG)
 PYTEST_ARGS ?=
+BENCH_ARGS ?=
 
 .PHONY: demo test lint bench clean help
 
@@ -44,7 +45,7 @@ lint: $(STAMP)
 	cd build/lint/$(DEMO_SLUG) && PATH="$(BIN):$$PATH" $(MAKE) --no-print-directory lint
 
 bench: $(STAMP)
-	PATH="$(BIN):$$PATH" $(BIN)/python benchmarks/run.py
+	PATH="$(BIN):$$PATH" $(BIN)/python benchmarks/run.py $(BENCH_ARGS)
 
 clean:
 	rm -rf build $(VENV)

@@ -38,7 +38,7 @@ __all__ = ["run", "unavailable"]  # run.py asks unavailable() before it renders 
 AS_GENERATED = ["--jobs", str(SLOTS)]
 UNGROUPED = ["--groups", "none=none"]  # a --groups on the command line replaces the profile's
 JOB_ID = re.compile(r"SLURM jobid (\d+)")
-MANY_SAMPLES = 200
+MANY_SAMPLES = 200  # the default of run.py --slurm-samples
 TARGET_GENERATED = 10.0  # issue 16: the example as generated at most 10x local wall time
 
 
@@ -75,11 +75,11 @@ def _job_times(ids: list[str]) -> tuple[list[float], list[float]]:
     return waits, runs
 
 
-def _many(ctx: Context, env: dict, jobs_per_run: list) -> dict:
-    """{"grouped"|"ungrouped": (wall s, rule jobs, Slurm jobs)} for the example with MANY_SAMPLES samples."""
+def _many(ctx: Context, env: dict, jobs_per_run: list, n: int) -> dict:
+    """{"grouped"|"ungrouped": (wall s, rule jobs, Slurm jobs)} for the example with n samples."""
     repo = ctx.render(ctx.tmp / "rendered-slurm-many")
     configure_site(repo, **SITE)
-    rule_jobs = _many_samples(repo, MANY_SAMPLES)
+    rule_jobs = _many_samples(repo, n)
     out = {}
     for name, extra in (("grouped", []), ("ungrouped", UNGROUPED)):
         shutil.rmtree(repo / "results", ignore_errors=True)
@@ -97,7 +97,7 @@ def _many(ctx: Context, env: dict, jobs_per_run: list) -> dict:
     return out
 
 
-def run(ctx: Context, repeats: int, with_generated: bool) -> Result:
+def run(ctx: Context, repeats: int, with_generated: bool, many_samples: int = MANY_SAMPLES) -> Result:
     before = load()
     site = ctx.render(ctx.tmp / "rendered-slurm-site")
     configure_site(site, **SITE)
@@ -135,7 +135,7 @@ def run(ctx: Context, repeats: int, with_generated: bool) -> Result:
                 if name == "slurm" and t:
                     busy.append(sum(t) / (seconds * SLOTS))  # the job slots the run could keep busy
     shutil.rmtree(site / "results", ignore_errors=True)
-    many = _many(ctx, env, jobs_per_run) if with_generated else {}
+    many = _many(ctx, env, jobs_per_run, many_samples) if with_generated else {}
 
     local = Stats(times["local"])
     rows = [["`profiles/local`", *local.cells("{:.1f} s"), "1.00x"]]
@@ -162,7 +162,7 @@ def run(ctx: Context, repeats: int, with_generated: bool) -> Result:
     for name, (seconds, rule_jobs, slurm_jobs) in many.items():
         rows.append(
             [
-                f"{MANY_SAMPLES} samples, `profiles/slurm` as generated, {name}: {rule_jobs} rule jobs in "
+                f"{many_samples} samples, `profiles/slurm` as generated, {name}: {rule_jobs} rule jobs in "
                 f"{slurm_jobs} Slurm jobs, {rule_jobs / seconds:.2f} rule jobs/s",
                 f"{seconds:.0f} s",
                 "",
@@ -172,7 +172,7 @@ def run(ctx: Context, repeats: int, with_generated: bool) -> Result:
         )
     if len(many) == 2:
         (g, rj, _), (u, _, _) = many["grouped"], many["ungrouped"]
-        checks.append(Check(f"{MANY_SAMPLES} samples: rule jobs/s grouped / ungrouped", (rj / g) / (rj / u)))
+        checks.append(Check(f"{many_samples} samples: rule jobs/s grouped / ungrouped", (rj / g) / (rj / u)))
     if waits:
         rows.append(["one Slurm job: submit to start (sacct, median over jobs)", *Stats(waits).cells("{:.0f} s"), ""])
         rows.append(["one Slurm job: start to end (sacct, median over jobs)", *Stats(runs).cells("{:.0f} s"), ""])
@@ -200,8 +200,8 @@ def run(ctx: Context, repeats: int, with_generated: bool) -> Result:
     ]
     if many:
         notes.append(
-            f"The {MANY_SAMPLES}-sample rows run once each (minutes per run); jobs/s counts rule jobs "
-            f"({2 * MANY_SAMPLES + 2}) per second of wall time of the whole run."
+            f"The {many_samples}-sample rows run once each (minutes per run); jobs/s counts rule jobs "
+            f"({2 * many_samples + 2}) per second of wall time of the whole run."
         )
     if not waits:
         notes.append("Per-job times not shown: sacct answered nothing (accounting off).")

@@ -82,6 +82,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--big-mb", type=int, help="size of each big file, MB")
     p.add_argument("--samples", type=int, nargs="+", help="sample-sheet sizes for the DAG benchmark")
     p.add_argument("--cluster-jobs", type=int, help="jobs through the simulated scheduler")
+    p.add_argument("--slurm-samples", type=int, default=200, help="samples of the many-sample Slurm runs (default 200)")
     p.add_argument("--template", type=Path, default=ROOT, help="template to render (default: this repository)")
     p.add_argument("--tmp-dir", type=Path, help="where to make the temp dir (default: the system temp dir)")
     p.add_argument("--keep", action="store_true", help="keep the temp dir")
@@ -98,6 +99,7 @@ def sizes(args) -> dict:
     if args.repeats:
         base["repeats"] = {k: args.repeats for k in base["repeats"]}
     base["samples"] = sorted(set(base["samples"]))
+    base["slurm_samples"] = args.slurm_samples
     return base
 
 
@@ -115,7 +117,7 @@ def run_one(name: str, ctx: Context, s: dict) -> Result:
         dag_reps = {n: reps["dag_largest"] if n == largest else reps["dag"] for n in s["samples"]}
         return bench_dag.run(ctx, s["samples"], dag_reps)
     if name == "slurm":
-        return bench_slurm.run(ctx, reps["slurm"], with_generated=not ctx.smoke)
+        return bench_slurm.run(ctx, reps["slurm"], with_generated=not ctx.smoke, many_samples=s["slurm_samples"])
     return bench_cluster.run(ctx, s["cluster_jobs"], reps["cluster"])
 
 
