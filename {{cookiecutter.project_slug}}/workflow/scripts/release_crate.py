@@ -14,7 +14,6 @@ From the Snakemake repository template, release {{ cookiecutter._template_versio
 
 import datetime
 import functools
-import hashlib
 import re
 import shutil
 import subprocess
@@ -23,6 +22,8 @@ from urllib.parse import urlsplit, urlunsplit
 
 import yaml
 from rocrate.rocrate import ROCrate
+
+from publish import sha256_file
 
 METADATA = "ro-crate-metadata.json"
 SNAKEFILE_IN_RELEASE = "workflow/Snakefile"  # the copy's path in the release: its path in the repository
@@ -125,9 +126,11 @@ def add_inputs(crate, workflow, provenance, config_files, sheet, sheet_max_bytes
     for number, path in enumerate(map(Path, config_files), start=1):
         if path.is_file():
             size = f"config file ({path.stat().st_size} bytes), identified by its sha256"
-            values.append(add_value(crate, f"#config-file-{number}", path.as_posix(), "sha256", sha256(path), size))
+            values.append(
+                add_value(crate, f"#config-file-{number}", path.as_posix(), "sha256", sha256_file(path), size)
+            )
     if sheet:
-        size, digest, copy = sheet.stat().st_size, sha256(sheet), sheet_copy(sheet, sheet_max_bytes)
+        size, digest, copy = sheet.stat().st_size, sha256_file(sheet), sheet_copy(sheet, sheet_max_bytes)
         if copy:
             properties = {"name": sheet.name, "description": "The sample sheet of this run.", "sha256": digest}
             properties |= {"encodingFormat": media_type(sheet.name), "contentSize": str(size)}
@@ -212,11 +215,6 @@ def single(values):
 
 def media_type(name):
     return MEDIA_TYPES.get(PurePosixPath(name).suffix.lower(), "application/octet-stream")
-
-
-def sha256(path):
-    with open(path, "rb") as fh:
-        return hashlib.file_digest(fh, "sha256").hexdigest()
 
 
 def sheet_copy(sheet, max_bytes):
