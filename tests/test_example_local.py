@@ -99,3 +99,23 @@ def test_run_without_a_profile_stops_before_any_job_and_names_the_repositorys_co
     assert "No operating context" in run.output
     assert "--profile profiles/<context>, one of: ci, cluster-sim, local, site-b, slurm" in run.output, run.output
     assert not (repo / "results").exists() and not (repo / "publish").exists()
+
+
+def test_bare_dry_run_shows_the_whole_plan_with_the_policy_marked_as_the_profiles(render, snakemake):
+    repo = render()
+    run = snakemake(repo, "-n", "-p")  # no profile: planning needs none
+    assert "This was a dry-run" in run.output, repr(run)
+    counts = dict(re.findall(r"^(\w+)\s+(\d+)$", run.output.split("Job stats:", 1)[1], re.M))
+    expected = {"all": "1", "tokenize": "3", "summarize_sample": "3", "summary_table": "1", "report": "1"}
+    assert counts == {**expected, "total": "9"}, run.output
+    # the plan shows where the profile's policy goes instead of inventing a value
+    assert "--scratch-staging '<no profile>' --scratch-on-failure '<no profile>'" in run.output
+    assert not (repo / "results").exists() and not (repo / "logs").exists()
+
+
+def test_jobs_started_without_the_onstart_check_still_refuse_to_run_without_a_profiles_policy(render, snakemake):
+    repo = render()
+    run = snakemake(repo, "--cores", "1", "--no-hooks", check=False)  # the refusal in onstart skipped
+    assert run.returncode != 0
+    assert "scratch_staging='<no profile>' is not one of" in run.output and "--profile profiles/<context>" in run.output
+    assert not (repo / "results").exists() and not (repo / "publish").exists()

@@ -33,15 +33,21 @@ import publish as publish_mechanism  # noqa: E402
 SCRATCH_POLICY = ("tmpdir", "scratch_staging", "scratch_on_failure")
 CONTEXTS = sorted(p.parent.name for p in Path("profiles").glob("*/config.yaml"))
 _policy = workflow.resource_settings.default_resources
-_missing = [
+MISSING_POLICY = [
     name for name in SCRATCH_POLICY[1:] if _policy is None or name not in _policy
 ]
-if _missing:
-    raise WorkflowError(
-        f"No operating context: the scratch policy ({', '.join(_missing)}) comes from a profile. "
-        f"Run with --profile profiles/<context>, one of: {', '.join(CONTEXTS)}; "
-        "see docs/operations.md."
-    )
+
+
+# Without a profile the workflow still parses, lints and dry-runs (the plan shows
+# "<no profile>" where the policy goes); executing jobs is refused here, before
+# the first job starts. (A Snakefile has one onstart handler: extend this one.)
+onstart:
+    if MISSING_POLICY:
+        raise WorkflowError(
+            f"No operating context: the scratch policy ({', '.join(MISSING_POLICY)}) comes from a profile. "
+            f"Run with --profile profiles/<context>, one of: {', '.join(CONTEXTS)}; "
+            "see docs/operations.md."
+        )
 
 
 def _context_from_argv(argv):
@@ -86,11 +92,17 @@ def scratch(command):
     marker = "__SCRATCH_COMMAND__"
     if marker in command:
         raise WorkflowError(f"scratch(): the command may not contain {marker}")
+    policy = " ".join(
+        "--%s %s"
+        % (
+            name.replace("_", "-"),
+            "'<no profile>'" if name in MISSING_POLICY else "{resources.%s:q}" % name,
+        )
+        for name in SCRATCH_POLICY
+    )
     wrapper = (
-        'python3 "$WORKFLOW_SCRATCH_PY" shell --wildcards {wildcards:q}'
-        " --tmpdir {resources.tmpdir:q} --scratch-staging {resources.scratch_staging:q}"
-        " --scratch-on-failure {resources.scratch_on_failure:q}"
-        " --input {input:q} --output {output:q} --log {log:q}"
+        'python3 "$WORKFLOW_SCRATCH_PY" shell --wildcards {wildcards:q} %s'
+        " --input {input:q} --output {output:q} --log {log:q}" % policy
     )
     return f"{wrapper} <<'{marker}'\n{command}\n{marker}\n"
 
