@@ -75,6 +75,25 @@ def _job_times(ids: list[str]) -> tuple[list[float], list[float]]:
     return waits, runs
 
 
+def _step_times(ids: list[str]) -> list[float]:
+    """Start-to-end seconds of the numbered job steps (one per group member: `srun` + Snakemake) of jobs `ids`."""
+    if not ids or not shutil.which("sacct"):
+        return []
+    proc = subprocess.run(
+        ["sacct", "-n", "-P", "-j", ",".join(ids), "-o", "JobIDRaw,Start,End", "--noconvert"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        env=dict(os.environ, SLURM_TIME_FORMAT="%s"),
+    )
+    steps = []
+    for line in proc.stdout.splitlines() if proc.returncode == 0 else []:
+        job, start, end = (line.split("|") + ["", ""])[:3]
+        if re.fullmatch(r"\d+\.\d+", job) and start.isdigit() and end.isdigit():
+            steps.append(int(end) - int(start))
+    return steps
+
+
 def _many(ctx: Context, env: dict, jobs_per_run: list, n: int) -> dict:
     """{"grouped"|"ungrouped": (wall s, rule jobs, Slurm jobs)} for the example with n samples."""
     repo = ctx.render(ctx.tmp / "rendered-slurm-many")
@@ -111,7 +130,7 @@ def run(ctx: Context, repeats: int, with_generated: bool, many_samples: int = MA
     if with_generated:
         cases["slurm-generated"] = ["--profile", "profiles/slurm", *AS_GENERATED]
     times: dict[str, list[float]] = {name: [] for name in cases}
-    waits, runs, jobs_per_run, busy = [], [], [], []
+    waits, runs, jobs_per_run, busy, steps, inside = [], [], [], [], [], []
     names = list(cases)
     for r in range(repeats):
         for name in names[r % len(names) :] + names[: r % len(names)]:
@@ -134,6 +153,9 @@ def run(ctx: Context, repeats: int, with_generated: bool, many_samples: int = MA
                 runs += t
                 if name == "slurm" and t:
                     busy.append(sum(t) / (seconds * SLOTS))  # the job slots the run could keep busy
+                if name == "slurm-generated" and t:
+                    steps += _step_times(ids)
+                    inside.append(sum(t) / seconds)  # its Slurm jobs run one after the other (fan-out, fan-in)
     shutil.rmtree(site / "results", ignore_errors=True)
     many = _many(ctx, env, jobs_per_run, many_samples) if with_generated else {}
 
@@ -176,6 +198,18 @@ def run(ctx: Context, repeats: int, with_generated: bool, many_samples: int = MA
     if waits:
         rows.append(["one Slurm job: submit to start (sacct, median over jobs)", *Stats(waits).cells("{:.0f} s"), ""])
         rows.append(["one Slurm job: start to end (sacct, median over jobs)", *Stats(runs).cells("{:.0f} s"), ""])
+    if steps:
+        rows.append(
+            [
+                "as generated: one group member (a job step: `srun`, a Snakemake start, the command; sacct, median)",
+                *Stats(steps).cells("{:.0f} s"),
+                "",
+            ]
+        )
+    if inside:
+        rows.append(
+            ["as generated: share of the wall time spent inside Slurm jobs", *Stats(inside).cells("{:.0%}"), ""]
+        )
     if busy:
         rows.append(["test overrides: job run time / (wall x 2 slots)", *Stats(busy).cells("{:.0%}"), ""])
     notes = [
@@ -192,10 +226,20 @@ def run(ctx: Context, repeats: int, with_generated: bool, many_samples: int = MA
         "Job grouping (`groups`, `group-components` in `profiles/slurm`) runs the example in 2 Slurm jobs "
         "instead of 8: one for every 8 samples' tokenize + summarize_sample, one for summary_table + report. "
         "Inside a group job, plugin 2.8.0 runs the members one at a time (its job-step executor is started "
-        "with `--jobs 1`), each as its own `srun` step with a Snakemake start (about 2.5-3 s each here, see "
-        "the group job's log under `logs/slurm/`), so a group job of the example's 6 per-sample jobs runs "
-        "about 20-25 s although their commands take milliseconds. That per-member cost, not the status "
-        "checks, is what stands between the example and the 10x target on this cluster.",
+        "with `--jobs 1`), each as its own `srun` job step with a Snakemake start on the node: "
+        + (
+            f"{statistics.median(steps):.0f} s per member here (the job-step row, from sacct), "
+            if steps
+            else "a few seconds per member (see the group job's log under `logs/slurm/`), "
+        )
+        + "so the group job of the example's 6 per-sample jobs runs for about 6 times that although their "
+        "commands take milliseconds, and it ends after the status check at `init` seconds, so Snakemake "
+        "learns of it only at the next one, `2 x init + 10` seconds after submission. That is what limits the "
+        "example as generated: two dependent Slurm jobs (fan-out, fan-in), each paying its members' job steps "
+        "and a status-check wait (the share-inside-Slurm-jobs row), which no profile setting removes: a "
+        "shorter `init` moves the later checks further apart (2 s gives checks at 2, 14 and 36 s), smaller "
+        "groups run more jobs on the same 2 cores. Lower would need the plugin to run a group's members "
+        "without a Snakemake start each (or in parallel).",
         "Before grouping (8 Slurm jobs, first status check after 40 s), as generated took 282 s (98x local).",
     ]
     if many:

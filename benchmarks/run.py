@@ -73,6 +73,11 @@ def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--smoke", action="store_true", help="tiny sizes, one repeat (never writes the docs)")
     p.add_argument("--no-write", action="store_true", help="do not rewrite docs/performance.md")
+    p.add_argument(
+        "--update-doc",
+        action="store_true",
+        help="with --only: replace just these benchmarks' sections and summary rows in docs/performance.md",
+    )
     p.add_argument("--only", nargs="+", choices=BENCHMARKS, help="run only these (implies --no-write)")
     p.add_argument("--repeats", type=int, help="repeats for every benchmark (default: per benchmark)")
     p.add_argument("--jobs", type=int, help="trivial jobs for the per-job overhead")
@@ -156,14 +161,57 @@ def print_result(result: Result, smoke: bool) -> None:
     sys.stdout.flush()
 
 
+def summary_rows(result: Result) -> list[list[str]]:
+    checks = [c for c in result.checks if c.ok is not None] or result.checks[:1]  # no target: the headline
+    return [[result.title.split(" (")[0], c.name, c.text(), c.target or "(none)", c.verdict] for c in checks]
+
+
+def section_lines(r: Result, remeasured: str = "") -> list[str]:
+    return [
+        f"## {r.title}",
+        "",
+        *([remeasured, ""] if remeasured else []),
+        r.method,
+        "",
+        f"{r.repeats_text}; {r.seconds:.0f} s; load average before {fmt_load(r.load_before)}, "
+        f"after {fmt_load(r.load_after)}.",
+        "",
+        md_table(r.headers, r.rows),
+        "",
+        md_table(["quantity", "median", "target", "verdict"], check_rows(r)),
+        "",
+        *[f"- {n}" for n in r.notes],
+    ]
+
+
+def update_doc(text: str, results: list[Result], remeasured: str) -> str:
+    """`text` (docs/performance.md) with the sections and summary rows of `results` replaced.
+
+    Used by --only ... --update-doc: one benchmark re-measured without rerunning the others; its
+    section says when and how, the rest of the page keeps its own date.
+    """
+    lines = text.splitlines()
+    for r in results:
+        head = f"## {r.title}"
+        if head not in lines:
+            raise SystemExit(f"{DOC.relative_to(ROOT)} has no section '{head}'; run the full `make bench` first")
+        start = lines.index(head)
+        end = next((i for i in range(start + 1, len(lines)) if lines[i].startswith("## ")), len(lines))
+        lines[start:end] = [*section_lines(r, remeasured), ""]
+        prefix = f"| {r.title.split(' (')[0]} |"
+        old = [i for i, line in enumerate(lines) if line.startswith(prefix)]
+        if not old:
+            raise SystemExit(f"no summary row of '{r.title}' in {DOC.relative_to(ROOT)}")
+        new = md_table(["x"] * 5, summary_rows(r)).splitlines()[2:]
+        lines[old[0] : old[-1] + 1] = new
+    return "\n".join(lines) + "\n"
+
+
 def render_doc(
     results: list[Result], info: dict, started: dt.datetime, total: float, s: dict, ctx: Context, not_run: dict
 ) -> str:
-    verdicts = [(r, c) for r in results for c in r.checks if c.ok is not None]
-    verdicts += [(r, r.checks[0]) for r in results if all(c.ok is None for c in r.checks)]  # no target: headline
     summary = md_table(
-        ["benchmark", "quantity", "measured", "target", "verdict"],
-        [[r.title.split(" (")[0], c.name, c.text(), c.target or "(none)", c.verdict] for r, c in verdicts],
+        ["benchmark", "quantity", "measured", "target", "verdict"], [row for r in results for row in summary_rows(r)]
     )
     lines = [
         "# Performance",
@@ -225,21 +273,7 @@ def render_doc(
             "  `scontrol` is slow to answer.",
         ]
     for r in results:
-        lines += [
-            "",
-            f"## {r.title}",
-            "",
-            r.method,
-            "",
-            f"{r.repeats_text}; {r.seconds:.0f} s; load average before {fmt_load(r.load_before)}, "
-            f"after {fmt_load(r.load_after)}.",
-            "",
-            md_table(r.headers, r.rows),
-            "",
-            md_table(["quantity", "median", "target", "verdict"], check_rows(r)),
-            "",
-            *[f"- {n}" for n in r.notes],
-        ]
+        lines += ["", *section_lines(r)]
     for name, reason in not_run.items():
         lines += ["", f"## {name}: not measured in this run", "", f"Not run: {reason}."]
     if FINDINGS.is_file():
@@ -306,7 +340,15 @@ def main(argv=None) -> int:
     if failed:
         print(f"FAILED: {', '.join(failed)}; {DOC.relative_to(ROOT)} not written", file=sys.stderr)
         return 1
-    if write:
+    if args.update_doc and args.only and not args.smoke:
+        command = " ".join(["python benchmarks/run.py", *(argv if argv is not None else sys.argv[1:])])
+        remeasured = (
+            f"Re-measured {started:%Y-%m-%d %H:%M} UTC on its own with `{command}` ({total / 60:.1f} minutes); "
+            "the rest of this page is from the run dated at the top."
+        )
+        DOC.write_text(update_doc(DOC.read_text(), results, remeasured))
+        print(f"updated {', '.join(r.key for r in results)} in {DOC.relative_to(ROOT)}")
+    elif write:
         DOC.parent.mkdir(parents=True, exist_ok=True)
         DOC.write_text(render_doc(results, info, started, total, s, ctx, not_run))
         print(f"wrote {DOC.relative_to(ROOT)}")

@@ -72,3 +72,34 @@ def test_slurm_benchmark_asked_for_without_a_cluster_fails_at_once_with_how_to_s
     assert proc.returncode == 1
     assert "slurm benchmark cannot run" in proc.stderr and "tests/slurm/up.sh" in proc.stderr, proc.stderr
     assert not any(p.name.startswith("template-bench-") for p in tmp_path.iterdir()), "nothing rendered"
+
+
+def test_updating_one_benchmark_replaces_only_its_section_and_summary_rows():
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    import run
+    from harness import Check, Result
+
+    def result(key, title, value, note):
+        return Result(
+            key,
+            title,
+            f"method of {key}",
+            ["case", "s"],
+            [["a", "1 s"]],
+            [Check("q", value, "<= 2", value <= 2)],
+            [note],
+        )
+
+    old = [result("one", "1. One (a)", 1.5, "first"), result("two", "2. Two (b)", 3.0, "old note")]
+    doc = "# Performance\n\n## Summary\n\n" + run.md_table(
+        ["b", "q", "m", "t", "v"], [r for x in old for r in run.summary_rows(x)]
+    )
+    doc += (
+        "\n\n" + "\n".join(run.section_lines(old[0]) + [""] + run.section_lines(old[1])) + "\n\n## Profiling\n\nkept\n"
+    )
+    new = run.update_doc(doc, [result("two", "2. Two (b)", 1.0, "new note")], "Re-measured today.")
+    assert "| 1. One | q | 1.50x | <= 2 | PASS |" in new and "\n- first\n" in new  # the other benchmark untouched
+    assert "| 2. Two | q | 1.00x | <= 2 | PASS |" in new and "3.00x" not in new  # its summary row replaced
+    assert "old note" not in new and "\n- new note\n" in new and "Re-measured today." in new
+    assert new.index("## 2. Two (b)") < new.index("## Profiling") and new.endswith("## Profiling\n\nkept\n")
+    assert new.count("## 2. Two (b)") == 1
