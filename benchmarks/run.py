@@ -341,7 +341,10 @@ def main(argv=None) -> int:
         print(f"FAILED: {', '.join(failed)}; {DOC.relative_to(ROOT)} not written", file=sys.stderr)
         return 1
     if args.update_doc and args.only and not args.smoke:
-        command = " ".join(["python benchmarks/run.py", *(argv if argv is not None else sys.argv[1:])])
+        given = argv if argv is not None else sys.argv[1:]
+        local = {"--template", "--tmp-dir"}  # places on this machine stay out of the doc
+        kept = [a for i, a in enumerate(given) if a not in local and (i == 0 or given[i - 1] not in local)]
+        command = " ".join(["python benchmarks/run.py", *kept])
         remeasured = (
             f"Re-measured {started:%Y-%m-%d %H:%M} UTC on its own with `{command}` ({total / 60:.1f} minutes); "
             "the rest of this page is from the run dated at the top."
