@@ -190,7 +190,8 @@ def run(
             rows.append([label, case, *stats.cells("{:.3f} s"), f"{mb / stats.median:.0f}", "", ""])
         for case, steps in baselines.items():
             ratio = paired(t["publish"], total(*steps).values, lambda a, b: a / b).median
-            target = "<= 1.3" if steps == ("cp -a", "hash") else ""
+            # issue 16 sets 1.3x for the small files; for the big ones its target is hashing on all cores (below)
+            target = "<= 1.3" if name == "small" and steps == ("cp -a", "hash") else ""
             checks.append(
                 Check(f"{name}: publish / ({case.replace('`', '')})", ratio, target, ratio <= 1.3 if target else None)
             )
