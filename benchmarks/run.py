@@ -38,6 +38,7 @@ from harness import MB, ROOT, BenchError, Context, Result, fmt_load, load, machi
 BENCHMARKS = ("overhead", "staging", "publish", "dag", "cluster", "slurm")
 DOC = ROOT / "docs/performance.md"
 FINDINGS = Path(__file__).with_name("findings.md")
+FINDINGS_HEAD = "## Profiling"  # findings.md's sections start so; the doc ends with them
 
 FULL = dict(
     jobs=50,
@@ -204,6 +205,8 @@ def update_doc(text: str, results: list[Result], remeasured: str) -> str:
             raise SystemExit(f"no summary row of '{r.title}' in {DOC.relative_to(ROOT)}")
         new = md_table(["x"] * 5, summary_rows(r)).splitlines()[2:]
         lines[old[0] : old[-1] + 1] = new
+    if FINDINGS.is_file() and (tail := [i for i, line in enumerate(lines) if line.startswith(FINDINGS_HEAD)]):
+        lines[tail[0] :] = FINDINGS.read_text().strip().splitlines()  # the profiling records, as they are now
     return "\n".join(lines) + "\n"
 
 

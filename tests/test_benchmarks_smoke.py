@@ -95,11 +95,15 @@ def test_updating_one_benchmark_replaces_only_its_section_and_summary_rows():
         ["b", "q", "m", "t", "v"], [r for x in old for r in run.summary_rows(x)]
     )
     doc += (
-        "\n\n" + "\n".join(run.section_lines(old[0]) + [""] + run.section_lines(old[1])) + "\n\n## Profiling\n\nkept\n"
+        "\n\n"
+        + "\n".join(run.section_lines(old[0]) + [""] + run.section_lines(old[1]))
+        + "\n\n## Profiling (old)\n\nold records\n"
     )
     new = run.update_doc(doc, [result("two", "2. Two (b)", 1.0, "new note")], "Re-measured today.")
     assert "| 1. One | q | 1.50x | <= 2 | PASS |" in new and "\n- first\n" in new  # the other benchmark untouched
     assert "| 2. Two | q | 1.00x | <= 2 | PASS |" in new and "3.00x" not in new  # its summary row replaced
     assert "old note" not in new and "\n- new note\n" in new and "Re-measured today." in new
-    assert new.index("## 2. Two (b)") < new.index("## Profiling") and new.endswith("## Profiling\n\nkept\n")
+    findings = (ROOT / "benchmarks/findings.md").read_text().strip()
+    assert new.index("## 2. Two (b)") < new.index("## Profiling") and new.endswith(findings + "\n")  # records refreshed
+    assert "old records" not in new
     assert new.count("## 2. Two (b)") == 1
