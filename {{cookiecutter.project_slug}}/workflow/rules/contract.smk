@@ -17,11 +17,18 @@ from snakemake.io import IOFile
 # The mechanism modules, as local files also when this workflow is used as a module
 # from elsewhere (Snakemake then caches them side by side in one folder).
 SCRIPTS = os.path.dirname(workflow.source_path("../scripts/scratch.py"))
-# This workflow's own folder (not the including one's when used as a module): its
-# git state is what a release records; a remote module has none here (None).
-WORKFLOW_DIR = os.path.dirname(
-    str(workflow.current_basedir.get_path_or_uri(secret_free=True))
-)
+# This workflow's own source (not the including one's when used as a module): a local
+# folder, or a git repository at a ref when the module is declared with github(...) or
+# gitlab(...), as snakedeploy writes it. A release records its git commit.
+WORKFLOW_SOURCE = workflow.current_basedir
+WORKFLOW_DIR = os.path.dirname(str(WORKFLOW_SOURCE.get_path_or_uri(secret_free=True)))
+# Its own Snakefile and CITATION.cff, which a release's RO-Crate describes (a host's are not it).
+if os.path.isdir(WORKFLOW_DIR):
+    WORKFLOW_SNAKEFILE = os.path.join(WORKFLOW_DIR, "Snakefile")
+    WORKFLOW_CITATION = os.path.join(os.path.dirname(WORKFLOW_DIR), "CITATION.cff")
+else:  # read from a git host: Snakemake's cached copies
+    WORKFLOW_SNAKEFILE = workflow.source_path("../Snakefile")
+    WORKFLOW_CITATION = workflow.source_path("../../CITATION.cff")
 for _module in ("durable", "publish", "release_crate"):
     workflow.source_path(f"../scripts/{_module}.py")
 sys.path.insert(0, SCRIPTS)
@@ -152,23 +159,57 @@ def made_by(publish_set):
     return records
 
 
+def workflow_git():
+    """git_commit and git_dirty of this workflow's own source: its checkout's work tree, or
+    the commit of the ref a github(...)/gitlab(...) module is read at (never dirty)."""
+    if os.path.isdir(WORKFLOW_DIR):
+        return publish_mechanism.git_state(WORKFLOW_DIR)
+    try:  # Snakemake's own clone of the module's repository
+        clone = WORKFLOW_SOURCE.hosted_repo.repo_clone
+        commit = publish_mechanism.git_commit_of(clone, WORKFLOW_SOURCE.ref)
+    except (AttributeError, AssertionError):  # another remote source: no git state
+        commit = None
+    return {"git_commit": commit, "git_dirty": None if commit is None else False}
+
+
+def deployment_git():
+    """git_commit and git_dirty of the run's working directory when it is not in this
+    workflow's own repository (a host using it as a module, a snakedeploy deployment);
+    None when it is."""
+    if os.path.isdir(WORKFLOW_DIR):
+        repository = publish_mechanism.git_toplevel(WORKFLOW_DIR)
+        own = Path(repository or os.path.dirname(WORKFLOW_DIR)).resolve()
+        if Path.cwd().resolve().is_relative_to(own):
+            return None
+    return publish_mechanism.git_state(os.getcwd())
+
+
+def workflow_repository_url(release_crate):
+    """Where this workflow's repository is: its origin remote, or the git host of a module."""
+    if os.path.isdir(WORKFLOW_DIR):
+        return release_crate.git_remote(WORKFLOW_DIR)
+    host, repo = (getattr(WORKFLOW_SOURCE, key, None) for key in ("host", "repo"))
+    return f"https://{host}/{repo}" if host and repo else None
+
+
 def publish_release(publish_set, log):
     """Publish ``publish_set`` as a new release (or reuse an intact one with the same content)."""
     import release_crate  # only when publishing: rocrate takes long to import for every job
 
-    git = (
-        publish_mechanism.git_state(WORKFLOW_DIR)
-        if os.path.isdir(WORKFLOW_DIR)
-        else {"git_commit": None, "git_dirty": None}
-    )
-    if git["git_dirty"]:
-        print(
-            "WARNING: the workflow's git work tree has uncommitted changes; the release records git_dirty: true",
-            file=sys.stderr,
-        )
+    git, deployment = workflow_git(), deployment_git()
+    for where, state, field in (
+        ("the workflow's", git, "git_dirty"),
+        ("the working directory's", deployment or {}, "deployment.git_dirty"),
+    ):
+        if state.get("git_dirty"):
+            print(
+                f"WARNING: {where} git work tree has uncommitted changes; the release records {field}: true",
+                file=sys.stderr,
+            )
     provenance = {
         "workflow_version": WORKFLOW_VERSION,
         **git,
+        "deployment": deployment,
         "config_sha256": CONFIG_SHA256,
         "snakemake_version": SNAKEMAKE_VERSION,
         "context": CONTEXT,
@@ -186,15 +227,15 @@ def publish_release(publish_set, log):
             "publish",
             provenance,
             describe=release_crate.describer(
-                snakefile=workflow.main_snakefile,
-                citation="CITATION.cff",
+                snakefile=WORKFLOW_SNAKEFILE,
+                citation=WORKFLOW_CITATION,
                 config_files=workflow.configfiles,
                 sample_sheet=config["samples"],
                 sheet_max_bytes=config["release_sample_sheet_max_bytes"],
                 job_times=release_crate.job_times(
                     workflow.persistence, publish_set.values()
                 ),
-                repository_url=release_crate.git_remote(WORKFLOW_DIR),
+                repository_url=workflow_repository_url(release_crate),
             ),
         )
     except (publish_mechanism.PublishError, release_crate.CrateError) as exc:

@@ -6,10 +6,6 @@
 PUBLISH_SET = published_set(FINAL_OUTPUTS)
 
 
-localrules:
-    publish,
-
-
 rule publish:
     # No output on purpose: the rule runs whenever it is asked for, and a release
     # with the same content is reused, so unchanged results create no new release.
@@ -18,6 +14,9 @@ rule publish:
         list(PUBLISH_SET.values()),
     log:
         "logs/publish/publish.log",
+    # on the machine Snakemake runs on, next to .snakemake/ and publish/; declared in
+    # the rule (not localrules:) so that it holds under a module's rule prefix too
+    localrule: True
     run:
         publish_release(PUBLISH_SET, log[0])
 
