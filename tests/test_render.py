@@ -30,6 +30,7 @@ COMMON_FILES = {
     "docs/customising.md",
     "docs/operations.md",
     "docs/releasing.md",
+    "docs/rule-kinds.md",
     "docs/using-as-a-module.md",
     "profiles/ci/config.yaml",
     "profiles/local/config.yaml",

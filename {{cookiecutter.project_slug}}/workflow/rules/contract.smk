@@ -55,6 +55,7 @@ onstart:
             f"Run with --profile profiles/<context>, one of: {', '.join(CONTEXTS)}; "
             "see docs/operations.md."
         )
+    check_shadow_filesystem()
 
 
 def _context_from_argv(argv):
@@ -112,6 +113,34 @@ def scratch(command):
         " --input {input:q} --output {output:q} --log {log:q}" % policy
     )
     return f"{wrapper} <<'{marker}'\n{command}\n{marker}\n"
+
+
+# --------------------------------------------------------------------------
+# rules Snakemake stages itself: shadow: "minimal" (docs/rule-kinds.md)
+# --------------------------------------------------------------------------
+def _filesystem(path):
+    """Device of ``path``, or of its nearest existing parent (it may not exist yet)."""
+    path = os.path.abspath(path)
+    while not os.path.exists(path):
+        path = os.path.dirname(path)
+    return os.stat(path).st_dev
+
+
+def check_shadow_filesystem():
+    """Refuse a shadow directory on another filesystem than results/.
+
+    Snakemake moves a shadow job's outputs into results/ with shutil.move: one rename
+    on one filesystem, but a copy into the final path across two. Called in onstart:
+    the shadow prefix is known only once the run starts.
+    """
+    root = workflow.execution_settings.shadow_prefix or ".snakemake"
+    if _filesystem(root) != _filesystem("results"):
+        raise WorkflowError(
+            f"the shadow directory ({os.path.join(root, 'shadow')}) is not on the filesystem of results/: "
+            "Snakemake would copy the outputs of shadow rules into results/ instead of renaming them, and a "
+            "reader could see a half-written file. Remove shadow-prefix (--shadow-prefix) from the profile "
+            "or the command line; see docs/rule-kinds.md."
+        )
 
 
 # --------------------------------------------------------------------------

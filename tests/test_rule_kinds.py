@@ -1,0 +1,347 @@
+"""Every common kind of Snakemake rule brings its declared final outputs into results/ whole or not at all,
+as the generated repository's docs/rule-kinds.md shows: each example is taken from that page and run as the
+workflow user, and a failing one leaves nothing under results/ and says why.
+
+Two routes: shell and Python script rules stage in node-local scratch themselves (scratch.py); R scripts,
+notebooks, wrappers and container rules use Snakemake's `shadow: "minimal"`, whose outputs reach results/
+by one rename. Real tools run: Rscript (Debian), jupyter-nbconvert + ipykernel (requirements.txt), a local
+wrapper directory through --wrapper-prefix. The container is a stand-in `apptainer` on PATH, driven by
+Snakemake's own apptainer code path, that runs the command under `env -i` with PATH=/usr/bin:/bin: without
+the venv and without the host interpreter's path, as inside an image."""
+
+import collections
+import csv
+import json
+import os
+import re
+import shutil
+import sys
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+import yaml
+from conftest import BIN, hand_over, isolated_env, node_tmp, scratch_records, workflow_user
+
+EXAMPLE = re.compile(r"<!-- example: (?P<kind>[\w-]+) (?:rule|file (?P<path>\S+)) -->\n```\w*\n(?P<body>.*?)```", re.S)
+FAILURE = "deliberate failure after writing the output"
+FAIL_COMMAND = f"; echo {FAILURE} >&2; exit 3"  # appended to a shell command
+
+# Stand-in for apptainer: answers the version check and `pull` as Snakemake calls them
+# (snakemake/deployment/singularity.py), and runs `exec ... IMAGE SHELL -c CMD` with a bare environment.
+FAKE_APPTAINER = r"""#!/bin/sh
+echo "$*" >> "$(dirname "$0")/calls.log"
+case "$1" in
+  --version) echo "apptainer version 1.3.6"; exit 0 ;;
+  pull) [ "$2" = --name ] && : > "$3"; exit 0 ;;
+esac
+home=/nonexistent workdir=.
+while [ $# -gt 0 ]; do
+  case "$1" in
+    exec|--quiet|--silent) shift ;;
+    --home) home=$2; shift 2 ;;
+    --pwd) workdir=$2; shift 2 ;;
+    --bind|-B) shift 2 ;;
+    -*) echo "fake apptainer: unknown option $1" >&2; exit 255 ;;
+    *) break ;;
+  esac
+done
+[ -f "$1" ] || { echo "fake apptainer: no image $1" >&2; exit 255; }
+shift
+cd "$workdir" || exit 255
+exec env -i PATH=/usr/bin:/bin HOME="$home" "$@"
+"""
+# What the command inside the container sees (prepended to the example's command by the test only).
+PROBE = "echo container-env PATH=$PATH python3=$(command -v python3 || echo none) >&2; "
+
+
+def sample_texts(repo):
+    with open(repo / "config/samples.tsv", encoding="utf-8") as fh:
+        rows = list(csv.DictReader(fh, delimiter="\t"))
+    return {row["sample"]: (repo / "data/inputs" / row["path"]).read_text(encoding="utf-8") for row in rows}
+
+
+def check_lines(repo, path, sample, texts):
+    assert int(path.read_text()) == texts[sample].count("\n")
+
+
+def check_line_table(repo, path, sample, texts):
+    assert path.read_text() == "".join(f"{s}\t{t.count(chr(10))}\n" for s, t in texts.items())
+
+
+def check_word_lengths(repo, path, sample, texts):
+    rows = list(csv.DictReader(path.open(encoding="utf-8"), delimiter="\t"))
+    assert {int(r["length"]): int(r["words"]) for r in rows} == collections.Counter(map(len, texts[sample].split()))
+
+
+def check_longest_words(repo, path, sample, texts):
+    words = set(texts[sample].split())
+    assert json.loads(path.read_text()) == sorted(words, key=lambda w: (-len(w), w))[:5]
+
+
+def check_chars(repo, path, sample, texts):
+    assert int(path.read_text()) == len(texts[sample])
+
+
+def check_words(repo, path, sample, texts):
+    assert int(path.read_text()) == len(texts[sample].split())
+
+
+@dataclass
+class Kind:
+    outputs: list  # the example rule's outputs ({sample}: every sample)
+    check: object  # check(repo, path, sample, texts): the file is complete and right
+    scratch: bool  # its own job works in node-local scratch (else: shadow)
+    rule: str
+    needs: list = field(default_factory=list)  # kinds whose outputs it reads
+    args: list = field(default_factory=list)  # extra snakemake arguments ({repo}: the repository)
+    failing: object = None  # break(repo): make the example fail after writing its output
+
+
+def fail_shell(repo):
+    edit(repo / "workflow/rules/kinds.smk", '{output.lines:q}")', "{output.lines:q}" + FAIL_COMMAND + '")')
+
+
+def fail_python(repo):
+    script = repo / "workflow/scripts/line_table.py"
+    edit(script, "\n\n\nif __name__", f'\n        raise RuntimeError("{FAILURE}")\n\n\nif __name__')
+
+
+def fail_r(repo):
+    script = repo / "workflow/scripts/word_lengths.R"
+    script.write_text(script.read_text() + f'stop("{FAILURE}")\n')
+
+
+def fail_notebook(repo):
+    path = repo / "workflow/notebooks/longest_words.py.ipynb"
+    notebook = json.loads(path.read_text())
+    cell = {**notebook["cells"][0], "id": "fail", "source": [f'raise RuntimeError("{FAILURE}")\n']}
+    notebook["cells"].append(cell)
+    path.write_text(json.dumps(notebook))
+
+
+def fail_wrapper(repo):
+    wrapper = repo / "workflow/wrappers/text/count_chars/wrapper.py"
+    wrapper.write_text(wrapper.read_text() + f'raise RuntimeError("{FAILURE}")\n')
+
+
+def fail_container(repo):
+    edit(repo / "workflow/rules/kinds.smk", '2> {log:q}"', "2> {log:q}" + FAIL_COMMAND + '"')
+
+
+KINDS = {
+    "shell": Kind(["results/lines/{sample}.txt"], check_lines, True, "count_lines", failing=fail_shell),
+    "python-script": Kind(
+        ["results/line_table.tsv"], check_line_table, True, "line_table", needs=["shell"], failing=fail_python
+    ),
+    "r-script": Kind(["results/word_lengths/{sample}.tsv"], check_word_lengths, False, "word_lengths", failing=fail_r),
+    "notebook": Kind(
+        ["results/longest_words/{sample}.json"], check_longest_words, False, "longest_words", failing=fail_notebook
+    ),
+    "wrapper": Kind(
+        ["results/chars/{sample}.txt"],
+        check_chars,
+        False,
+        "count_chars",
+        args=["--wrapper-prefix", "file://{repo}/workflow/wrappers/"],
+        failing=fail_wrapper,
+    ),
+    "container": Kind(
+        ["results/words/{sample}.txt"],
+        check_words,
+        False,
+        "count_words_in_container",
+        args=["--software-deployment-method=apptainer"],
+        failing=fail_container,
+    ),
+}
+
+
+def edit(path, old, new):
+    text = path.read_text()
+    assert text.count(old) == 1, f"{path.name}: expected {old!r} once"
+    path.write_text(text.replace(old, new))
+
+
+def need_tool(name, what):
+    """Skip without the tool locally; CI (REQUIRE_SLURM=1, which installs it in .ci/run) fails instead."""
+    if shutil.which(name) or (BIN / name).exists():
+        return
+    message = f"{name} is not installed ({what}); .ci/run installs it"
+    if os.environ.get("REQUIRE_SLURM"):
+        pytest.fail(message)
+    pytest.skip(message)
+
+
+def add_examples(repo):
+    """Every example of docs/rule-kinds.md in the repository: rules in workflow/rules/kinds.smk (included
+    from the Snakefile), files at the paths the page names. Returns {kind: rule text}."""
+    found = list(EXAMPLE.finditer((repo / "docs/rule-kinds.md").read_text(encoding="utf-8")))
+    rules = {m["kind"]: m["body"] for m in found if not m["path"]}
+    assert sorted(rules) == sorted(KINDS), "docs/rule-kinds.md has one example rule per kind"
+    for m in found:
+        if m["path"]:
+            target = repo / m["path"]
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_text(m["body"], encoding="utf-8")
+    (repo / "workflow/rules/kinds.smk").write_text("\n\n".join(rules[kind] for kind in KINDS), encoding="utf-8")
+    edit(
+        repo / "workflow/Snakefile",
+        'include: "rules/contract.smk"\n',
+        'include: "rules/contract.smk"\ninclude: "rules/kinds.smk"\n',
+    )
+    return rules
+
+
+def targets(kind, samples):
+    return list(dict.fromkeys(out.format(sample=s) for out in KINDS[kind].outputs for s in samples))
+
+
+@pytest.fixture
+def kinds_repo(render, tmp_path):
+    """(repo, env): a rendered repository with every example added, and the workflow user's environment
+    (node-local TMPDIR; the stand-in apptainer first on PATH)."""
+    repo = render()
+    add_examples(repo)
+    fake = tmp_path / "fake-bin"
+    fake.mkdir()
+    (fake / "apptainer").write_text(FAKE_APPTAINER)
+    (fake / "apptainer").chmod(0o755)
+    hand_over(fake, workflow_user())
+    hand_over(repo, workflow_user())
+    env = isolated_env(tmp_path, TMPDIR=str(node_tmp(tmp_path)))
+    env["PATH"] = f"{fake}{os.pathsep}{env['PATH']}"
+    return repo, env
+
+
+def run_kind(snakemake, repo, env, kind, *extra, samples=None, check=True):
+    samples = samples or list(sample_texts(repo))
+    args = [a.format(repo=repo) for a in KINDS[kind].args]
+    return snakemake(repo, "--profile", "profiles/local", *args, *extra, *targets(kind, samples), env=env, check=check)
+
+
+def files_under(path):
+    return sorted(str(p.relative_to(path.parent)) for p in path.rglob("*") if not p.is_dir()) if path.exists() else []
+
+
+def shadow_leftovers(repo):
+    shadow = repo / ".snakemake/shadow"
+    return sorted(p.name for p in shadow.iterdir()) if shadow.exists() else []
+
+
+def require_tools(kind):
+    if kind == "r-script":
+        need_tool("Rscript", "Debian's r-base-core")
+    if kind == "notebook":
+        need_tool("jupyter-nbconvert", "nbconvert from requirements.txt")
+
+
+@pytest.mark.parametrize("kind", list(KINDS))
+def test_each_rule_kind_from_the_docs_puts_its_complete_outputs_under_results(kinds_repo, snakemake, kind):
+    require_tools(kind)
+    repo, env = kinds_repo
+    texts = sample_texts(repo)
+    if kind == "container":  # the command also says what it sees
+        edit(repo / "workflow/rules/kinds.smk", 'shell:\n        "wc -w', f'shell:\n        "{PROBE}wc -w')
+    run = run_kind(snakemake, repo, env, kind)
+
+    spec = KINDS[kind]
+    expected = sorted(t for k in [*spec.needs, kind] for t in targets(k, texts))
+    assert files_under(repo / "results") == expected, "exactly the declared outputs, no partial or hidden file"
+    for out in spec.outputs:
+        for sample in texts if "{sample}" in out else [None]:
+            spec.check(repo, repo / out.format(sample=sample), sample, texts)
+    mine = [r for r in scratch_records(repo) if set(r["outputs"]) & set(targets(kind, texts))]
+    if spec.scratch:
+        assert len(mine) == len(targets(kind, texts)) // len(spec.outputs), "one scratch record per job"
+        assert all(r["status"] == "ok" and r["root"].startswith(env["TMPDIR"]) for r in mine), "node-local"
+    else:
+        assert mine == [], "a shadow job has no scratch record"
+        assert shadow_leftovers(repo) == [], "a successful shadow job leaves no shadow directory"
+    if kind == "container":
+        assert_ran_in_the_image_environment(env, run, len(texts))
+
+
+def assert_ran_in_the_image_environment(env, run, jobs):
+    """Through Snakemake's apptainer path (pull, then exec of the pulled image), the command saw only the
+    image's PATH: neither the venv nor the host interpreter's directory."""
+    calls = (Path(env["PATH"].split(os.pathsep)[0]) / "calls.log").read_text()
+    assert "pull --name" in calls and "docker://debian:12-slim" in calls, calls
+    image_exec = r"^exec --home \S+ --pwd \S+/\.snakemake/shadow/\S+ .*/\.snakemake/singularity/\w+\.simg bash -c "
+    assert len(re.findall(image_exec, calls, re.M)) == jobs, calls
+    seen = re.findall(r"^container-env PATH=(\S*) python3=(\S*)$", run.output, re.M)
+    assert len(seen) == jobs and {path for path, _ in seen} == {"/usr/bin:/bin"}, run.output[-3000:]
+    host = {str(BIN), os.path.dirname(os.path.realpath(sys.executable))}
+    assert not {os.path.dirname(python) for _, python in seen} & host, f"the command found the host's python3: {seen}"
+
+
+@pytest.mark.parametrize("kind", list(KINDS))
+def test_a_rule_of_each_kind_that_fails_after_writing_its_output_leaves_results_without_it_and_says_why(
+    kinds_repo, snakemake, kind
+):
+    """Run with --keep-incomplete, Snakemake's mode that keeps what a failed job wrote: without a route,
+    the output would stay in results/. The route keeps it in the job's scratch or shadow directory, and
+    the next run plans the job again."""
+    require_tools(kind)
+    repo, env = kinds_repo
+    spec = KINDS[kind]
+    spec.failing(repo)
+    run = run_kind(snakemake, repo, env, kind, "--keep-incomplete", samples=["alpha"], check=False)
+
+    assert run.returncode != 0, repr(run)
+    assert FAILURE in run.output, f"the error is shown:\n{run.output[-3000:]}"
+    needed = sorted(t for k in spec.needs for t in targets(k, sample_texts(repo)))
+    assert files_under(repo / "results") == needed, "nothing of the failed job reaches results/"
+    (output,) = targets(kind, ["alpha"])
+    if spec.scratch:
+        (record,) = [r for r in scratch_records(repo) if r["status"] == "failed"]
+        assert not record["removed"], "scratch kept for a look, as the profile says"
+        kept = Path(record["dir"])
+    else:
+        (shadow,) = shadow_leftovers(repo)
+        assert "Keeping shadow directory" in run.output
+        kept = repo / ".snakemake/shadow" / shadow
+        assert list((repo / "logs").glob(f"{spec.rule}/alpha.*")), "the job's log reached logs/"
+    assert (kept / output).is_file(), f"{output} was written before the failure, and kept out of results/"
+    plan = run_kind(snakemake, repo, env, kind, "-n", samples=["alpha"])
+    assert f"Missing output files: {output}" in plan.output, plan.output
+
+
+def test_a_failed_shadow_job_leaves_no_shadow_directory_and_its_log_in_logs(kinds_repo, snakemake):
+    require_tools("r-script")
+    repo, env = kinds_repo
+    fail_r(repo)
+    run = run_kind(snakemake, repo, env, "r-script", samples=["alpha"], check=False)
+
+    assert run.returncode != 0 and FAILURE in run.output, repr(run)
+    assert files_under(repo / "results") == [] and shadow_leftovers(repo) == []
+    assert FAILURE in (repo / "logs/word_lengths/alpha.log").read_text(), "R's error message is in the rule's log"
+
+
+def test_a_shadow_directory_on_another_filesystem_than_results_is_refused_before_any_job(kinds_repo, snakemake):
+    repo, env = kinds_repo
+    if not Path("/dev/shm").is_dir() or Path("/dev/shm").stat().st_dev == repo.stat().st_dev:
+        pytest.skip("no second filesystem at /dev/shm on this machine")
+    other = Path(tempfile.mkdtemp(dir="/dev/shm", prefix="shadow-prefix-test-"))
+    hand_over(other, workflow_user())
+    try:
+        run = run_kind(snakemake, repo, env, "wrapper", "--shadow-prefix", str(other), samples=["alpha"], check=False)
+    finally:
+        shutil.rmtree(other)
+    assert run.returncode != 0
+    assert "is not on the filesystem of results/" in run.output and "--shadow-prefix" in run.output, repr(run)
+    assert files_under(repo / "results") == [] and not (repo / "logs/count_chars").exists(), "no job ran"
+    same = run_kind(snakemake, repo, env, "wrapper", "--shadow-prefix", str(repo / ".shadow"), samples=["alpha"])
+    assert files_under(repo / "results") == ["results/chars/alpha.txt"], repr(same)
+
+
+def test_every_conda_env_pins_every_dependency_exactly_and_its_python_is_the_answer(render):
+    repo = render(python_version="3.12")
+    envs = sorted((repo / "workflow/envs").glob("*.yaml"))
+    assert envs
+    for path in envs:
+        deps = yaml.safe_load(path.read_text())["dependencies"]
+        pins = dict(d.split("=", 1) for d in deps if isinstance(d, str) and re.fullmatch(r"[\w.-]+=[\w.]+", d))
+        assert len(pins) == len(deps), f"{path.name}: not every dependency is pinned exactly: {deps}"
+        assert pins.get("python") == "3.12", f"{path.name}: python {pins.get('python')}, answered 3.12"
