@@ -62,41 +62,41 @@ def sample_texts(repo):
     return {row["sample"]: (repo / "data/inputs" / row["path"]).read_text(encoding="utf-8") for row in rows}
 
 
-def check_lines(repo, path, sample, texts):
+def check_lines(path, sample, texts):
     assert int(path.read_text()) == texts[sample].count("\n")
 
 
-def check_line_table(repo, path, sample, texts):
+def check_line_table(path, sample, texts):
     assert path.read_text() == "".join(f"{s}\t{t.count(chr(10))}\n" for s, t in texts.items())
 
 
-def check_word_lengths(repo, path, sample, texts):
+def check_word_lengths(path, sample, texts):
     rows = list(csv.DictReader(path.open(encoding="utf-8"), delimiter="\t"))
     assert {int(r["length"]): int(r["words"]) for r in rows} == collections.Counter(map(len, texts[sample].split()))
 
 
-def check_longest_words(repo, path, sample, texts):
+def check_longest_words(path, sample, texts):
     words = set(texts[sample].split())
     assert json.loads(path.read_text()) == sorted(words, key=lambda w: (-len(w), w))[:5]
 
 
-def check_chars(repo, path, sample, texts):
+def check_chars(path, sample, texts):
     assert int(path.read_text()) == len(texts[sample])
 
 
-def check_words(repo, path, sample, texts):
+def check_words(path, sample, texts):
     assert int(path.read_text()) == len(texts[sample].split())
 
 
 @dataclass
 class Kind:
-    outputs: list  # the example rule's outputs ({sample}: every sample)
-    check: object  # check(repo, path, sample, texts): the file is complete and right
-    scratch: bool  # its own job works in node-local scratch (else: shadow)
-    rule: str
+    rule: str  # the example rule's name
+    outputs: list  # its outputs ({sample}: one per sample)
+    check: object  # check(path, sample, texts): the output is complete and right
+    failing: object  # failing(repo): make the example fail after it wrote its output
+    node_local: bool = False  # its job works in node-local scratch (else: in a shadow directory)
     needs: list = field(default_factory=list)  # kinds whose outputs it reads
     args: list = field(default_factory=list)  # extra snakemake arguments ({repo}: the repository)
-    failing: object = None  # break(repo): make the example fail after writing its output
 
 
 def fail_shell(repo):
@@ -131,29 +131,25 @@ def fail_container(repo):
 
 
 KINDS = {
-    "shell": Kind(["results/lines/{sample}.txt"], check_lines, True, "count_lines", failing=fail_shell),
+    "shell": Kind("count_lines", ["results/lines/{sample}.txt"], check_lines, fail_shell, node_local=True),
     "python-script": Kind(
-        ["results/line_table.tsv"], check_line_table, True, "line_table", needs=["shell"], failing=fail_python
+        "line_table", ["results/line_table.tsv"], check_line_table, fail_python, node_local=True, needs=["shell"]
     ),
-    "r-script": Kind(["results/word_lengths/{sample}.tsv"], check_word_lengths, False, "word_lengths", failing=fail_r),
-    "notebook": Kind(
-        ["results/longest_words/{sample}.json"], check_longest_words, False, "longest_words", failing=fail_notebook
-    ),
+    "r-script": Kind("word_lengths", ["results/word_lengths/{sample}.tsv"], check_word_lengths, fail_r),
+    "notebook": Kind("longest_words", ["results/longest_words/{sample}.json"], check_longest_words, fail_notebook),
     "wrapper": Kind(
+        "count_chars",
         ["results/chars/{sample}.txt"],
         check_chars,
-        False,
-        "count_chars",
+        fail_wrapper,
         args=["--wrapper-prefix", "file://{repo}/workflow/wrappers/"],
-        failing=fail_wrapper,
     ),
     "container": Kind(
+        "count_words_in_container",
         ["results/words/{sample}.txt"],
         check_words,
-        False,
-        "count_words_in_container",
+        fail_container,
         args=["--software-deployment-method=apptainer"],
-        failing=fail_container,
     ),
 }
 
@@ -251,10 +247,10 @@ def test_each_rule_kind_from_the_docs_puts_its_complete_outputs_under_results(ki
     assert files_under(repo / "results") == expected, "exactly the declared outputs, no partial or hidden file"
     for out in spec.outputs:
         for sample in texts if "{sample}" in out else [None]:
-            spec.check(repo, repo / out.format(sample=sample), sample, texts)
+            spec.check(repo / out.format(sample=sample), sample, texts)
     mine = [r for r in scratch_records(repo) if set(r["outputs"]) & set(targets(kind, texts))]
-    if spec.scratch:
-        assert len(mine) == len(targets(kind, texts)) // len(spec.outputs), "one scratch record per job"
+    if spec.node_local:
+        assert len(mine) == len(targets(kind, texts)), "one scratch record per job (each has one output)"
         assert all(r["status"] == "ok" and r["root"].startswith(env["TMPDIR"]) for r in mine), "node-local"
     else:
         assert mine == [], "a shadow job has no scratch record"
@@ -294,7 +290,7 @@ def test_a_rule_of_each_kind_that_fails_after_writing_its_output_leaves_results_
     needed = sorted(t for k in spec.needs for t in targets(k, sample_texts(repo)))
     assert files_under(repo / "results") == needed, "nothing of the failed job reaches results/"
     (output,) = targets(kind, ["alpha"])
-    if spec.scratch:
+    if spec.node_local:
         (record,) = [r for r in scratch_records(repo) if r["status"] == "failed"]
         assert not record["removed"], "scratch kept for a look, as the profile says"
         kept = Path(record["dir"])
