@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import BIN, hand_over, isolated_env, node_tmp, scratch_records, workflow_user
+from conftest import BIN, TEMPLATE, hand_over, isolated_env, node_tmp, scratch_records, workflow_user
 
 EXAMPLE = re.compile(r"<!-- example: (?P<kind>[\w-]+) (?:rule|file (?P<path>\S+)) -->\n```\w*\n(?P<body>.*?)```", re.S)
 FAILURE = "deliberate failure after writing the output"
@@ -341,3 +341,10 @@ def test_every_conda_env_pins_every_dependency_exactly_and_its_python_is_the_ans
         pins = dict(d.split("=", 1) for d in deps if isinstance(d, str) and re.fullmatch(r"[\w.-]+=[\w.]+", d))
         assert len(pins) == len(deps), f"{path.name}: not every dependency is pinned exactly: {deps}"
         assert pins.get("python") == "3.12", f"{path.name}: python {pins.get('python')}, answered 3.12"
+
+
+def test_the_jupyter_pins_the_docs_ask_for_are_the_ones_the_notebook_test_runs(render):
+    template_pins = (TEMPLATE / "requirements.txt").read_text()
+    docs = (render() / "docs/rule-kinds.md").read_text()
+    asked = re.findall(r"`((?:nbconvert|ipykernel)==[\d.]+)`", docs)
+    assert len(asked) == 2 and all(re.search(rf"^{re.escape(pin)}$", template_pins, re.M) for pin in asked), asked
