@@ -199,3 +199,16 @@ def test_snakedeploy_deploys_the_tagged_workflow_and_the_deployment_runs_publish
     crate = json.loads((deployed / "publish/current/ro-crate-metadata.json").read_text())
     workflow = next(e for e in crate["@graph"] if e["@id"] == "workflow/Snakefile")
     assert workflow["codeRepository"] == url, "the crate names where the workflow comes from"
+
+
+def test_a_host_without_a_profile_can_plan_but_every_job_of_the_module_refuses_to_run(tagged_repo, tmp_path):
+    repo, _ = tagged_repo
+    host = build_host(tmp_path, repo)
+    env = isolated_env(tmp_path)
+    plan = as_user([tool("snakemake"), "-n"], host, env)  # planning needs no profile, in a host too
+    assert "This was a dry-run" in plan.output and f"{PREFIX}tokenize" in plan.output
+    # Snakemake runs only the main Snakefile's onstart, so the module's jobs refuse one by one
+    run = run_command([tool("snakemake"), "--cores", "1"], cwd=host, env=env, user=workflow_user())
+    assert run.returncode != 0
+    assert "scratch_staging='<no profile>' is not one of" in run.output and "--profile profiles/<context>" in run.output
+    assert not (host / "results").exists() and not (host / "publish").exists()
