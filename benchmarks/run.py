@@ -49,10 +49,11 @@ FULL = dict(
     big_mb=1024,
     samples=[10, 1_000, 10_000, 100_000],
     cluster_jobs=200,
-    # chosen so the whole run stays near 18 minutes on 2 cores (docs/performance.md gives the time); one repeat
-    # at the largest sheet: a dry run of 100,000 samples takes about 3 CPU minutes in Snakemake itself
+    # at least 5 repeats of every case that runs for under a minute (publication on this VM varies up to 5x
+    # between single runs); fewer only for runs of minutes: shadow (50 Snakemake starts), the largest sheet
+    # (a dry run of 100,000 samples takes about 3 CPU minutes in Snakemake itself), the cluster runs
     repeats=dict(
-        overhead=5, shadow=2, staging=6, publish_small=3, publish_big=2, dag=3, dag_largest=1, cluster=1, slurm=2
+        overhead=5, shadow=2, staging=6, publish_small=5, publish_big=5, dag=5, dag_largest=1, cluster=1, slurm=5
     ),
 )
 SMOKE = dict(
