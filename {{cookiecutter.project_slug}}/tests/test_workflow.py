@@ -67,11 +67,13 @@ def test_publish_makes_a_release_that_verify_and_sha256sum_accept(workflow_copy,
 
 
 def test_running_jobs_without_a_profile_is_refused_naming_the_contexts(workflow_copy, run_snakemake):
-    proc = run_snakemake(workflow_copy, check=False)
-    assert proc.returncode != 0
-    out = proc.stdout + proc.stderr
-    assert "--profile profiles/<context>" in out and all(c in out for c in CONTEXTS)
-    assert not (workflow_copy / "results").exists()
+    for args in ([], ["--cores", "1"]):  # as typed first, and with the cores Snakemake then asks for
+        proc = run_snakemake(workflow_copy, *args, check=False)
+        assert proc.returncode != 0
+        out = proc.stdout + proc.stderr
+        assert "No operating context" in out and "--profile profiles/<context>" in out
+        assert all(c in out for c in CONTEXTS)
+        assert not (workflow_copy / "results").exists()
 
 
 FAILING_SCRIPT_RULE = """

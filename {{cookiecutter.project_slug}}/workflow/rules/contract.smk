@@ -45,16 +45,21 @@ MISSING_POLICY = [
 ]
 
 
+NO_CONTEXT = (
+    f"No operating context: the scratch policy ({', '.join(MISSING_POLICY)}) comes from a profile. "
+    f"Run with --profile profiles/<context>, one of: {', '.join(CONTEXTS)}; see docs/operations.md."
+)
 # Without a profile the workflow still parses, lints and dry-runs (the plan shows
-# "<no profile>" where the policy goes); executing jobs is refused here, before
-# the first job starts. (A Snakefile has one onstart handler: extend this one.)
+# "<no profile>" where the policy goes), so this is only a note here; executing jobs
+# is refused in onstart, before the first job starts. (A Snakefile has one onstart
+# handler: extend this one.)
+if MISSING_POLICY:
+    print(f"NOTE: {NO_CONTEXT} Linting and dry runs need none.", file=sys.stderr)
+
+
 onstart:
     if MISSING_POLICY:
-        raise WorkflowError(
-            f"No operating context: the scratch policy ({', '.join(MISSING_POLICY)}) comes from a profile. "
-            f"Run with --profile profiles/<context>, one of: {', '.join(CONTEXTS)}; "
-            "see docs/operations.md."
-        )
+        raise WorkflowError(NO_CONTEXT)
     check_shadow_filesystem()
 
 
