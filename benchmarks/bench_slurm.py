@@ -54,44 +54,30 @@ def _many_samples(repo, n: int) -> int:
     return 2 * n + 2  # tokenize and summarize_sample per sample, summary_table, report
 
 
-def _job_times(ids: list[str]) -> tuple[list[float], list[float]]:
-    """(submit-to-start, start-to-end) seconds per job from sacct; empty lists without accounting."""
+def _job_times(ids: list[str]) -> tuple[list[float], list[float], list[float]]:
+    """(submit-to-start, start-to-end) seconds per job, and start-to-end of their numbered job steps (one per
+    group member: `srun` + Snakemake), from one sacct query; empty lists without accounting."""
     if not ids or not shutil.which("sacct"):
-        return [], []
+        return [], [], []
     proc = subprocess.run(
-        ["sacct", "-X", "-n", "-P", "-j", ",".join(ids), "-o", "JobIDRaw,Submit,Start,End", "--noconvert"],
+        ["sacct", "-n", "-P", "-j", ",".join(ids), "-o", "JobIDRaw,Submit,Start,End", "--noconvert"],
         capture_output=True,
         text=True,
         timeout=30,
         env=dict(os.environ, SLURM_TIME_FORMAT="%s"),
     )
-    waits, runs = [], []
+    waits, runs, steps = [], [], []
     for line in proc.stdout.splitlines() if proc.returncode == 0 else []:
-        parts = line.split("|")
-        if len(parts) == 4 and all(p.isdigit() for p in parts[1:]):
-            submit, start, end = (int(p) for p in parts[1:])
+        job, *times = line.split("|")
+        if len(times) != 3 or not all(t.isdigit() for t in times):
+            continue
+        submit, start, end = (int(t) for t in times)
+        if job.isdigit():  # the job itself
             waits.append(start - submit)
             runs.append(end - start)
-    return waits, runs
-
-
-def _step_times(ids: list[str]) -> list[float]:
-    """Start-to-end seconds of the numbered job steps (one per group member: `srun` + Snakemake) of jobs `ids`."""
-    if not ids or not shutil.which("sacct"):
-        return []
-    proc = subprocess.run(
-        ["sacct", "-n", "-P", "-j", ",".join(ids), "-o", "JobIDRaw,Start,End", "--noconvert"],
-        capture_output=True,
-        text=True,
-        timeout=30,
-        env=dict(os.environ, SLURM_TIME_FORMAT="%s"),
-    )
-    steps = []
-    for line in proc.stdout.splitlines() if proc.returncode == 0 else []:
-        job, start, end = (line.split("|") + ["", ""])[:3]
-        if re.fullmatch(r"\d+\.\d+", job) and start.isdigit() and end.isdigit():
-            steps.append(int(end) - int(start))
-    return steps
+        elif re.fullmatch(r"\d+\.\d+", job):  # a numbered step (not .batch or .extern)
+            steps.append(end - start)
+    return waits, runs, steps
 
 
 def _many(ctx: Context, env: dict, jobs_per_run: list, n: int) -> dict:
@@ -148,13 +134,13 @@ def run(ctx: Context, repeats: int, with_generated: bool, many_samples: int = MA
                 if not ids:
                     raise BenchError(f"{name}: no 'SLURM jobid' in Snakemake's output; did it run on Slurm?")
                 jobs_per_run.append(len(ids))
-                w, t = _job_times(ids)
+                w, t, member_steps = _job_times(ids)
                 waits += w
                 runs += t
                 if name == "slurm" and t:
                     busy.append(sum(t) / (seconds * SLOTS))  # the job slots the run could keep busy
                 if name == "slurm-generated" and t:
-                    steps += _step_times(ids)
+                    steps += member_steps
                     inside.append(sum(t) / seconds)  # its Slurm jobs run one after the other (fan-out, fan-in)
     shutil.rmtree(site / "results", ignore_errors=True)
     many = _many(ctx, env, jobs_per_run, many_samples) if with_generated else {}

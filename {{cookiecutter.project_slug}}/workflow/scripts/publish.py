@@ -393,7 +393,7 @@ def prune(publish_root: Path, keep: int) -> list[Path]:
 # --------------------------------------------------------------------------
 # provenance
 # --------------------------------------------------------------------------
-def _git(cwd, *args) -> str | None:
+def git_output(cwd, *args) -> str | None:
     """The output of a git command run in ``cwd``, or None when it fails (no git, not a repository)."""
     try:
         proc = subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True, timeout=30)
@@ -404,19 +404,19 @@ def _git(cwd, *args) -> str | None:
 
 def git_state(cwd) -> dict:
     """{"git_commit": sha or None, "git_dirty": bool or None} of the repository holding ``cwd``."""
-    commit = _git(cwd, "rev-parse", "HEAD")
-    dirty = _git(cwd, "status", "--porcelain", "--untracked-files=no") if commit else None
+    commit = git_output(cwd, "rev-parse", "HEAD")
+    dirty = git_output(cwd, "status", "--porcelain", "--untracked-files=no") if commit else None
     return {"git_commit": commit, "git_dirty": None if commit is None else bool(dirty)}
 
 
 def git_toplevel(cwd) -> str | None:
     """The top folder of the git work tree holding ``cwd``, or None."""
-    return _git(cwd, "rev-parse", "--show-toplevel")
+    return git_output(cwd, "rev-parse", "--show-toplevel")
 
 
 def git_commit_of(repository, ref) -> str | None:
     """The commit that ``ref`` (tag, branch or commit) names in ``repository`` (bare or not), or None."""
-    return _git(repository, "rev-parse", "--verify", "--quiet", ref + "^{commit}")  # the commit a tag points at
+    return git_output(repository, "rev-parse", "--verify", "--quiet", ref + "^{commit}")  # the commit a tag points at
 
 
 def report(result: dict) -> str:

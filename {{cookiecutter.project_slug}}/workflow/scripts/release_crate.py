@@ -16,14 +16,13 @@ import datetime
 import functools
 import re
 import shutil
-import subprocess
 from pathlib import Path, PurePosixPath
 from urllib.parse import urlsplit, urlunsplit
 
 import yaml
 from rocrate.rocrate import ROCrate
 
-from publish import sha256_file
+from publish import git_output, sha256_file
 
 METADATA = "ro-crate-metadata.json"
 SNAKEFILE_IN_RELEASE = "workflow/Snakefile"  # the copy's path in the release: its path in the repository
@@ -249,12 +248,7 @@ def public_url(url):
 
 def git_remote(cwd):
     """The URL of the git remote "origin" of the repository holding ``cwd``, or None."""
-    try:
-        git = ["git", "config", "--get", "remote.origin.url"]
-        proc = subprocess.run(git, cwd=cwd, capture_output=True, text=True, timeout=30)
-    except (OSError, subprocess.SubprocessError):
-        return None
-    return (proc.stdout.strip() or None) if proc.returncode == 0 else None
+    return git_output(cwd, "config", "--get", "remote.origin.url") or None
 
 
 def job_times(persistence, sources):
