@@ -81,6 +81,14 @@ def grant_traverse(path):
             os.chmod(p, mode | 0o001)
 
 
+def missing_in_ci_fails(reason):
+    """Skip for a missing system service or tool locally; where CI provides everything (REQUIRE_SLURM=1,
+    set by .ci/run) fail instead, so nothing is skipped there."""
+    if os.environ.get("REQUIRE_SLURM"):
+        pytest.fail(f"REQUIRE_SLURM is set but {reason}")
+    pytest.skip(reason)
+
+
 def workflow_user(name=TEST_USER):
     """Name of the user the generated workflows run as: `name` under root, else None (the suite's own user)."""
     if not IS_ROOT:

@@ -7,14 +7,13 @@ tests do) and naming its rule in the rendered profile's `groups:`, as a team add
 """
 
 import json
-import os
 import re
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
-from conftest import scratch_records
+from conftest import missing_in_ci_fails, scratch_records
 from slurm_cluster import unavailable
 from test_cluster_sim_e2e import results_bytes, scheduler_records, sim_env
 
@@ -117,9 +116,7 @@ def test_grouping_is_turned_off_for_one_run_with_groups_none_on_the_command_line
 def test_grouped_example_on_slurm_matches_the_local_run_in_fewer_sbatch_jobs(render, snakemake, tmp_path):
     if unavailable():
         reason = "no Slurm cluster reachable (start one with: sudo bash tests/slurm/up.sh)"
-        if os.environ.get("REQUIRE_SLURM"):
-            pytest.fail(f"REQUIRE_SLURM is set but {reason}")
-        pytest.skip(reason)
+        missing_in_ci_fails(reason)
     from test_slurm import render_site, run_slurm
 
     local, repo = render(), render_site(render)

@@ -22,7 +22,7 @@ from conftest import (
     tool,
     workflow_user,
 )
-from test_cluster_sim_e2e import scheduler_records, sim_env
+from test_cluster_sim_e2e import results_bytes, scheduler_records, sim_env
 
 pytestmark = pytest.mark.timeout(600)
 TAG = "v0.1.0"
@@ -30,15 +30,11 @@ PREFIX = "wf_"
 OWNER = "example-lab"  # the "GitHub" owner snakedeploy deploys from (served from a local clone)
 
 
-def as_user(args, cwd, env):
+def run_ok(args, cwd, env):
     """Run a command as the workflow user; fail with its output unless it exits 0."""
     run = run_command([str(a) for a in args], cwd=cwd, env=env, user=workflow_user())
     assert run.returncode == 0, repr(run)
     return run
-
-
-def results_bytes(root):
-    return {str(p.relative_to(root)): p.read_bytes() for p in sorted((root / "results").rglob("*")) if p.is_file()}
 
 
 @pytest.fixture(scope="module")
@@ -49,8 +45,8 @@ def tagged_repo(tmp_path_factory):
     assert proc.returncode == 0, proc.stderr
     hand_over(out, workflow_user())
     repo, env = out / DEFAULT_SLUG, isolated_env(tmp)
-    as_user(["git", "tag", TAG], repo, env)
-    return repo, as_user(["git", "rev-parse", f"{TAG}^{{commit}}"], repo, env).stdout.strip()
+    run_ok(["git", "tag", TAG], repo, env)
+    return repo, run_ok(["git", "rev-parse", f"{TAG}^{{commit}}"], repo, env).stdout.strip()
 
 
 @pytest.fixture(scope="module")
@@ -60,8 +56,8 @@ def plain_results(tagged_repo, tmp_path_factory):
     tmp = tmp_path_factory.mktemp("plain")
     hand_over(tmp, workflow_user())
     env = isolated_env(tmp, TMPDIR=str(node_tmp(tmp)))
-    as_user(["git", "clone", "--quiet", "--branch", TAG, repo, tmp / "plain"], tmp, env)
-    as_user([tool("snakemake"), "--profile", "profiles/local"], tmp / "plain", env)
+    run_ok(["git", "clone", "--quiet", "--branch", TAG, repo, tmp / "plain"], tmp, env)
+    run_ok([tool("snakemake"), "--profile", "profiles/local"], tmp / "plain", env)
     return results_bytes(tmp / "plain")
 
 
@@ -87,7 +83,7 @@ def assert_release_names_both_commits(root, workflow_commit, env):
     manifest = json.loads((root / "publish/current/MANIFEST.json").read_text())
     provenance = manifest["provenance"]
     assert (provenance["git_commit"], provenance["git_dirty"]) == (workflow_commit, False)
-    host_commit = as_user(["git", "rev-parse", "HEAD"], root, env).stdout.strip()
+    host_commit = run_ok(["git", "rev-parse", "HEAD"], root, env).stdout.strip()
     assert provenance["deployment"] == {"git_commit": host_commit, "git_dirty": False}
     assert host_commit != workflow_commit
     return manifest
@@ -112,12 +108,12 @@ def build_host(tmp_path, repo):
         ("profiles/cluster-sim/config.yaml", "profiles/cluster-sim/config.yaml"),
     ):
         script = [sys.executable, repo / "workflow/scripts/module_profile.py", "--prefix", PREFIX, repo / source]
-        (host / target).write_text(as_user(script, repo, isolated_env(tmp_path)).stdout)
+        (host / target).write_text(run_ok(script, repo, isolated_env(tmp_path)).stdout)
     hand_over(host, workflow_user())
     env = isolated_env(tmp_path)
-    as_user(["git", "init", "--quiet"], host, env)
-    as_user(["git", "add", "."], host, env)
-    as_user(["git", "commit", "--quiet", "-m", "host workflow"], host, env)
+    run_ok(["git", "init", "--quiet"], host, env)
+    run_ok(["git", "add", "."], host, env)
+    run_ok(["git", "commit", "--quiet", "-m", "host workflow"], host, env)
     return host
 
 
@@ -129,9 +125,9 @@ def test_a_host_workflow_elsewhere_runs_publishes_and_verifies_the_workflow_as_a
     host = build_host(tmp_path, repo)
     env = sim_env(tmp_path) if context == "cluster-sim" else isolated_env(tmp_path, TMPDIR=str(node_tmp(tmp_path)))
     profile = f"--profile=profiles/{context}"
-    run = as_user([tool("snakemake"), profile], host, env)
-    as_user([tool("snakemake"), profile, f"{PREFIX}publish"], host, env)
-    verify = as_user([sys.executable, repo / "workflow/scripts/publish.py", "verify"], host, env)
+    run = run_ok([tool("snakemake"), profile], host, env)
+    run_ok([tool("snakemake"), profile, f"{PREFIX}publish"], host, env)
+    verify = run_ok([sys.executable, repo / "workflow/scripts/publish.py", "verify"], host, env)
     assert verify.stdout.startswith("OK: publish/current")
 
     assert results_bytes(host) == plain_results, "the same results as a normal run of the repository"
@@ -145,7 +141,7 @@ def test_a_host_workflow_elsewhere_runs_publishes_and_verifies_the_workflow_as_a
     assert (host / "publish/current/workflow/Snakefile").read_bytes() == (repo / "workflow/Snakefile").read_bytes()
     if context == "local":
         assert_per_rule_resources_applied(repo, run.output, PREFIX)
-        as_user([tool("snakemake"), profile, "--report", "report.zip", f"{PREFIX}all"], host, env)
+        run_ok([tool("snakemake"), profile, "--report", "report.zip", f"{PREFIX}all"], host, env)
         caption = (repo / "workflow/report/report.rst").read_text().split(",")[0]
         with zipfile.ZipFile(host / "report.zip") as report:
             assert caption in report.read("report/report.html").decode(), "the report caption comes from the module"
@@ -170,9 +166,9 @@ def test_snakedeploy_deploys_the_tagged_workflow_and_the_deployment_runs_publish
     rewrite = {"GIT_CONFIG_COUNT": "1", "GIT_CONFIG_KEY_0": f"url.{remotes.as_uri()}/.insteadOf"}
     env = isolated_env(tmp_path, TMPDIR=str(node_tmp(tmp_path)), GIT_CONFIG_VALUE_0="https://github.com/", **rewrite)
     bare = remotes / OWNER / f"{DEFAULT_SLUG}.git"
-    as_user(["git", "clone", "--quiet", "--bare", repo, bare], remotes, env)
+    run_ok(["git", "clone", "--quiet", "--bare", repo, bare], remotes, env)
     url = f"https://github.com/{OWNER}/{DEFAULT_SLUG}"
-    as_user([tool("snakedeploy"), "deploy-workflow", url, "deployed", "--tag", TAG], work, env)
+    run_ok([tool("snakedeploy"), "deploy-workflow", url, "deployed", "--tag", TAG], work, env)
 
     deployed = work / "deployed"
     snakefile = (deployed / "workflow/Snakefile").read_text()
@@ -182,16 +178,16 @@ def test_snakedeploy_deploys_the_tagged_workflow_and_the_deployment_runs_publish
     # names, so the file is used as it is) and a repository of their own
     shutil.copytree(repo / "data", deployed / "data")
     (deployed / "workflow/profiles/default").mkdir(parents=True)
-    resources = as_user(["git", "show", f"{TAG}:workflow/profiles/default/config.yaml"], bare, env).stdout
+    resources = run_ok(["git", "show", f"{TAG}:workflow/profiles/default/config.yaml"], bare, env).stdout
     (deployed / "workflow/profiles/default/config.yaml").write_text(resources)
     shutil.copy(repo / ".gitignore", deployed / ".gitignore")
     hand_over(deployed, workflow_user())
     for git in (["init", "--quiet"], ["add", "."], ["commit", "--quiet", "-m", "deployment"]):
-        as_user(["git", *git], deployed, env)
+        run_ok(["git", *git], deployed, env)
 
-    run = as_user([tool("snakemake"), "--profile", "profiles/local"], deployed, env)
-    as_user([tool("snakemake"), "--profile", "profiles/local", "publish"], deployed, env)
-    verify = as_user([sys.executable, repo / "workflow/scripts/publish.py", "verify"], deployed, env)
+    run = run_ok([tool("snakemake"), "--profile", "profiles/local"], deployed, env)
+    run_ok([tool("snakemake"), "--profile", "profiles/local", "publish"], deployed, env)
+    verify = run_ok([sys.executable, repo / "workflow/scripts/publish.py", "verify"], deployed, env)
     assert verify.stdout.startswith("OK: publish/current")
     assert results_bytes(deployed) == plain_results
     assert_release_names_both_commits(deployed, tag_commit, env)
@@ -205,7 +201,7 @@ def test_a_host_without_a_profile_can_plan_but_every_job_of_the_module_refuses_t
     repo, _ = tagged_repo
     host = build_host(tmp_path, repo)
     env = isolated_env(tmp_path)
-    plan = as_user([tool("snakemake"), "-n"], host, env)  # planning needs no profile, in a host too
+    plan = run_ok([tool("snakemake"), "-n"], host, env)  # planning needs no profile, in a host too
     assert "This was a dry-run" in plan.output and f"{PREFIX}tokenize" in plan.output
     # Snakemake runs only the main Snakefile's onstart, so the module's jobs refuse one by one
     run = run_command([tool("snakemake"), "--cores", "1"], cwd=host, env=env, user=workflow_user())

@@ -22,7 +22,16 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import BIN, TEMPLATE, hand_over, isolated_env, node_tmp, scratch_records, workflow_user
+from conftest import (
+    BIN,
+    TEMPLATE,
+    hand_over,
+    isolated_env,
+    missing_in_ci_fails,
+    node_tmp,
+    scratch_records,
+    workflow_user,
+)
 
 EXAMPLE = re.compile(r"<!-- example: (?P<kind>[\w-]+) (?:rule|file (?P<path>\S+)) -->\n```\w*\n(?P<body>.*?)```", re.S)
 FAILURE = "deliberate failure after writing the output"
@@ -164,10 +173,7 @@ def need_tool(name, what):
     """Skip without the tool locally; CI (REQUIRE_SLURM=1, which installs it in .ci/run) fails instead."""
     if shutil.which(name) or (BIN / name).exists():
         return
-    message = f"{name} is not installed ({what}); .ci/run installs it"
-    if os.environ.get("REQUIRE_SLURM"):
-        pytest.fail(message)
-    pytest.skip(message)
+    missing_in_ci_fails(f"{name} is not installed ({what}); .ci/run installs it")
 
 
 def add_examples(repo):

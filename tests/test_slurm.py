@@ -23,7 +23,16 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import isolated_env, node_tmp, run_command, scratch_records, start_snakemake, tool, workflow_user
+from conftest import (
+    isolated_env,
+    missing_in_ci_fails,
+    node_tmp,
+    run_command,
+    scratch_records,
+    start_snakemake,
+    tool,
+    workflow_user,
+)
 from slurm_cluster import OVERRIDES, SITE, configure_site, jobs_in, unavailable
 from test_benchmarks_smoke import DOC, run_benchmarks
 from test_scratch_and_publish_e2e import add_fault_rules, wait_for
@@ -35,9 +44,7 @@ pytestmark = [pytest.mark.slurm, pytest.mark.xdist_group("slurm"), pytest.mark.t
 def slurm_cluster():
     if unavailable():
         reason = "no Slurm cluster reachable (start one with: sudo bash tests/slurm/up.sh)"
-        if os.environ.get("REQUIRE_SLURM"):
-            pytest.fail(f"REQUIRE_SLURM is set but {reason}")
-        pytest.skip(reason)
+        missing_in_ci_fails(reason)
 
 
 def cancel_all():

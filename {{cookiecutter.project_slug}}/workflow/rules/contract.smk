@@ -22,8 +22,9 @@ SCRIPTS = os.path.dirname(workflow.source_path("../scripts/scratch.py"))
 # gitlab(...), as snakedeploy writes it. A release records its git commit.
 WORKFLOW_SOURCE = workflow.current_basedir
 WORKFLOW_DIR = os.path.dirname(str(WORKFLOW_SOURCE.get_path_or_uri(secret_free=True)))
+WORKFLOW_IS_LOCAL = os.path.isdir(WORKFLOW_DIR)  # else read from a git host
 # Its own Snakefile and CITATION.cff, which a release's RO-Crate describes (a host's are not it).
-if os.path.isdir(WORKFLOW_DIR):
+if WORKFLOW_IS_LOCAL:
     WORKFLOW_SNAKEFILE = os.path.join(WORKFLOW_DIR, "Snakefile")
     WORKFLOW_CITATION = os.path.join(os.path.dirname(WORKFLOW_DIR), "CITATION.cff")
 else:  # read from a git host: Snakemake's cached copies
@@ -196,7 +197,7 @@ def made_by(publish_set):
 def workflow_git():
     """git_commit and git_dirty of this workflow's own source: its checkout's work tree, or
     the commit of the ref a github(...)/gitlab(...) module is read at (never dirty)."""
-    if os.path.isdir(WORKFLOW_DIR):
+    if WORKFLOW_IS_LOCAL:
         return publish_mechanism.git_state(WORKFLOW_DIR)
     try:  # Snakemake's own clone of the module's repository
         clone = WORKFLOW_SOURCE.hosted_repo.repo_clone
@@ -210,7 +211,7 @@ def deployment_git():
     """git_commit and git_dirty of the run's working directory when it is not in this
     workflow's own repository (a host using it as a module, a snakedeploy deployment);
     None when it is."""
-    if os.path.isdir(WORKFLOW_DIR):
+    if WORKFLOW_IS_LOCAL:
         repository = publish_mechanism.git_toplevel(WORKFLOW_DIR)
         own = Path(repository or os.path.dirname(WORKFLOW_DIR)).resolve()
         if Path.cwd().resolve().is_relative_to(own):
@@ -220,7 +221,7 @@ def deployment_git():
 
 def workflow_repository_url(release_crate):
     """Where this workflow's repository is: its origin remote, or the git host of a module."""
-    if os.path.isdir(WORKFLOW_DIR):
+    if WORKFLOW_IS_LOCAL:
         return release_crate.git_remote(WORKFLOW_DIR)
     host, repo = (getattr(WORKFLOW_SOURCE, key, None) for key in ("host", "repo"))
     return f"https://{host}/{repo}" if host and repo else None
