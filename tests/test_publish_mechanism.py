@@ -290,3 +290,59 @@ def test_metadata_written_by_describe_is_covered_by_checksums_and_verify(repo):
     os.chmod(release / "extra-metadata.json", 0o644)
     (release / "extra-metadata.json").write_text("{}")
     assert publish.verify(release) == ["altered: extra-metadata.json (sha256 differs from SHA256SUMS)"]
+
+
+def test_directory_entry_publishes_its_files_without_snakemakes_timestamp_marker(repo):
+    outdir = repo / "results/plots"  # a directory() output, as Snakemake leaves it
+    outdir.mkdir()
+    (outdir / "a.svg").write_text("<svg/>\n")
+    (outdir / "sub").mkdir()
+    (outdir / "sub/b.svg").write_text("<svg></svg>\n")
+    (outdir / ".snakemake_timestamp").write_text("")
+    release = Path(publish.publish({"plots": "results/plots"})["release"])
+    published = {p.relative_to(release).as_posix() for p in release.rglob("*") if p.is_file()}
+    assert published == {"plots/a.svg", "plots/sub/b.svg", "MANIFEST.json", "SHA256SUMS"}
+    manifest = json.loads((release / "MANIFEST.json").read_text())
+    assert {f["path"] for f in manifest["files"]} == {"plots/a.svg", "plots/sub/b.svg"}
+    assert ".snakemake_timestamp" not in (release / "SHA256SUMS").read_text()
+    assert publish.verify(release) == []
+
+
+def _renamed_copy(release, tmp_path):
+    """A writable copy of `release` under another name, so the release-name check does not apply."""
+    copy = tmp_path / "copy"
+    subprocess.run(["cp", "-a", str(release), str(copy)], check=True)
+    subprocess.run(["chmod", "-R", "u+w", str(copy)], check=True)
+    return copy
+
+
+def test_verify_names_a_file_changed_with_its_checksum_line_in_a_renamed_copy(repo, tmp_path):
+    # MANIFEST.json still lists the old sha256, and its own SHA256SUMS line still holds
+    copy = _renamed_copy(publish.publish(ENTRIES)["release"], tmp_path)
+    (copy / "table.tsv").write_text("a\tb\n1\t3\n")  # same size, other bytes
+    new_sha = publish.sha256_file(copy / "table.tsv")
+    sums = copy / "SHA256SUMS"
+    lines = [
+        f"{new_sha}  table.tsv" if line.endswith("  table.tsv") else line for line in sums.read_text().splitlines()
+    ]
+    sums.write_text("\n".join(lines) + "\n")
+    assert subprocess.run(["sha256sum", "--quiet", "-c", "SHA256SUMS"], cwd=copy).returncode == 0, "consistent sums"
+    problems = publish.verify(copy)
+    assert problems and all("table.tsv" in p for p in problems), problems
+    assert any("sha256" in p for p in problems), problems
+    proc = cli("verify", str(copy), cwd=repo)
+    assert proc.returncode == 1, proc.stdout
+    assert "table.tsv" in proc.stderr
+
+
+def test_verify_names_a_file_whose_size_in_the_manifest_differs_from_the_file_on_disk(repo, tmp_path):
+    copy = _renamed_copy(publish.publish(ENTRIES)["release"], tmp_path)
+
+    def grow_table(data):
+        entry = next(f for f in data["files"] if f["path"] == "table.tsv")
+        entry["size"] += 1
+        data["content_digest"] = publish.content_digest(data["files"])  # a careful forger
+
+    _rewrite_manifest(copy, grow_table, update_checksums=True)
+    problems = publish.verify(copy)
+    assert problems and all("table.tsv" in p and "size" in p for p in problems), problems

@@ -50,6 +50,8 @@ CHUNK = 1 << 20
 READ_ONLY_FILE = 0o444
 READ_ONLY_DIR = 0o555
 RELEASE_NAME = re.compile(r"^\d{8}T\d{6}\.\d{6}Z-(?P<id>[0-9a-f]{12})$")
+# Snakemake writes this into every directory() output for its own bookkeeping: not a result
+SNAKEMAKE_MARKER = ".snakemake_timestamp"
 
 
 class PublishError(RuntimeError):
@@ -108,7 +110,8 @@ def resolve_sources(entries: dict, results_root: Path) -> list[tuple[str, str]]:
     """(published name, real source path) for every file of the publish set.
 
     Refuses sources outside ``results_root``, symlinks that escape it and
-    missing files, naming the entry; directories are expanded into their files.
+    missing files, naming the entry; directories are expanded into their files
+    (without Snakemake's marker file).
     """
     root = os.path.realpath(results_root)
     lexical_root = os.path.abspath(results_root)
@@ -135,7 +138,7 @@ def resolve_sources(entries: dict, results_root: Path) -> list[tuple[str, str]]:
                 path = os.path.join(dirpath, child)
                 if os.path.islink(path) and not inside(os.path.realpath(path), root):
                     raise PublishError(f"refusing to publish {name!r}: {path} is a symlink that leaves {results_root}/")
-            for child in sorted(names):
+            for child in sorted(n for n in names if n != SNAKEMAKE_MARKER):
                 rel = os.path.relpath(os.path.join(dirpath, child), real).replace(os.sep, "/")
                 files.append((check_publish_name(f"{name}/{rel}"), os.path.realpath(os.path.join(dirpath, child))))
     seen = set()
@@ -230,7 +233,7 @@ def publish_lock(publish_root: Path, timeout: float = 600.0):
 
 def verify(release: Path) -> list[str]:
     """Every problem of ``release``: missing, altered or extra files, directories and symlinks,
-    and a manifest that does not match its checksums or the release name. Empty: intact."""
+    and a manifest that does not match its checksums, its files or the release name. Empty: intact."""
     release = Path(release)
     try:
         raw = (release / CHECKSUMS).read_bytes()
@@ -249,6 +252,14 @@ def verify(release: Path) -> list[str]:
         problems.append(f"{MANIFEST}: content_digest does not match its file list (edited)")
     present = [rel for rel in sorted(sums) if (release / rel).is_file() and not (release / rel).is_symlink()]
     problems += [f"missing: {rel}" for rel in sorted(set(sums) - set(present))]
+    # a copy has no release name to pin SHA256SUMS, so a file and its line can be rewritten together:
+    # the manifest (pinned by its own line) must then disagree
+    on_disk = set(present)
+    for rel, entry in sorted(listed.items()):
+        if rel in sums and entry.get("sha256") != sums[rel]:
+            problems.append(f"altered: {rel} (sha256 in {MANIFEST} differs from {CHECKSUMS})")
+        if rel in on_disk and entry.get("size") != (release / rel).stat().st_size:
+            problems.append(f"altered: {rel} (size in {MANIFEST} differs from the file)")
     for rel, sha in zip(present, sha256_files(release / rel for rel in present), strict=True):
         if sha != sums[rel]:
             what = f"{MANIFEST} (provenance edited)" if rel == MANIFEST else rel
