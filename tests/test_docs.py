@@ -323,6 +323,19 @@ def test_a_copied_profile_appears_in_the_regenerated_contexts_table(render, tmp_
     assert render_docs(repo, tmp_path, "--check").returncode == 0
 
 
+def test_render_docs_check_says_in_one_line_without_a_traceback_that_the_job_graph_cannot_be_built(render, tmp_path):
+    """A sample file the sheet names is gone: --check fails, naming the file and what to do, not with a traceback."""
+    repo = render()
+    (repo / "data/inputs/alpha.txt").unlink()
+    run = render_docs(repo, tmp_path, "--check")
+    assert run.returncode != 0, repr(run)
+    assert "Traceback" not in run.output and 'File "' not in run.output, repr(run)
+    assert len(run.output.strip().splitlines()) == 1, repr(run)
+    assert "job graph cannot be built" in run.output, repr(run)
+    assert "data/inputs/alpha.txt" in run.output, repr(run)
+    assert "make docs" in run.output, repr(run)
+
+
 # Ways of saying that a reader of results/ keeps seeing the old file while a rerun replaces it.
 OLD_FILE_CLAIM = re.compile(r"\bold (?:complete )?file (?:or|stays)|\bsees the old file", re.I)
 

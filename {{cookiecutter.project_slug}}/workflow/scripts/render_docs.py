@@ -155,8 +155,47 @@ def rulegraph() -> str:
         timeout=300,
     )
     if proc.returncode != 0:
-        raise SystemExit(f"snakemake --rulegraph failed:\n{proc.stderr[-2000:]}")
+        reason = snakemake_reason(proc.stderr).rstrip(".")
+        raise SystemExit(
+            f"render_docs.py: the job graph cannot be built (the rule graph of docs/operations.md needs it): {reason}."
+            " Fix the inputs (config/samples.tsv, data/inputs/, the rules' input files), then rerun `make docs`."
+        )
     return "```mermaid\n" + canonical_rulegraph(proc.stdout) + "```\n"
+
+
+# The line that opens Snakemake's report of an error: "MissingInputException in rule x in file ...:",
+# "WorkflowError in file ...:", "WorkflowError:".
+ERROR_HEADER = re.compile(r"^\w*(?:Error|Exception)\b.*:$")
+
+
+def snakemake_reason(stderr: str) -> str:
+    """The first line of Snakemake's own reason for a failure, on one line with what it names.
+
+    A reason that introduces a list (it ends with ":") keeps its first item, and a missing input
+    exception its affected files, so the line names what is missing; Snakemake's traceback lines
+    (``File "...", line N``) are left out.
+    """
+    lines = stderr.splitlines()
+    body = []
+    for at, line in enumerate(lines):
+        if ERROR_HEADER.match(line.strip()):
+            for rest in lines[at + 1 :]:
+                if not rest.strip() or rest.lstrip().startswith(('File "', "Traceback")):
+                    break
+                body.append(rest.strip())
+            break
+    if not body:  # no error report of the usual shape: its last line
+        body = [line.strip() for line in lines if line.strip() and not line.lstrip().startswith('File "')][-1:]
+    if not body:
+        return "Snakemake gave no reason"
+    first, details = body[0], body[1:]
+    if "affected files:" in details:
+        files = details[details.index("affected files:") + 1 :]
+        return f"{first} {', '.join(files)}".strip()
+    if first.endswith(":") and details:
+        more = f" (and {len(details) - 1} more)" if len(details) > 1 else ""
+        return f"{first} {details[0].removeprefix('- ')}{more}"
+    return first
 
 
 def canonical_rulegraph(mermaid: str) -> str:
