@@ -24,6 +24,14 @@ CI_COMMANDS = [
     ".venv/bin/python workflow/scripts/publish.py verify",
 ]
 CI_FILE = {"github": ".github/workflows/ci.yml", "gitlab": ".gitlab-ci.yml"}
+# Before those, each CI file installs the Debian/Ubuntu packages named in its SYSTEM_PACKAGES variable, if
+# any: GitHub's runner user through sudo, GitLab's python image as root (it has no sudo).
+SYSTEM_PACKAGES_STEP = {
+    "github": 'if [ -n "$SYSTEM_PACKAGES" ]; then sudo apt-get update'
+    " && sudo apt-get install -y --no-install-recommends $SYSTEM_PACKAGES; fi",
+    "gitlab": 'if [ -n "$SYSTEM_PACKAGES" ]; then apt-get update'
+    " && apt-get install -y --no-install-recommends $SYSTEM_PACKAGES; fi",
+}
 # top-level keys of .gitlab-ci.yml that are not jobs (a job may not take one of these names)
 GITLAB_GLOBAL = {
     "default",
@@ -171,7 +179,80 @@ def ci_commands(repo, ci):
 @pytest.mark.parametrize("ci", ["github", "gitlab"])
 def test_ci_file_parses_and_runs_exactly_the_documented_commands(render, ci):
     repo = render(ci=ci)
-    assert ci_commands(repo, ci) == CI_COMMANDS
+    assert ci_commands(repo, ci) == [SYSTEM_PACKAGES_STEP[ci], *CI_COMMANDS]
+
+
+def ci_variables(repo, ci):
+    """The variables a CI file sets for its commands: GitHub's workflow and job `env`, GitLab's global and
+    job `variables`."""
+    spec = yaml.safe_load((repo / CI_FILE[ci]).read_text())
+    if ci == "github":
+        found = dict(spec.get("env") or {})
+        for job in spec["jobs"].values():
+            found.update(job.get("env") or {})
+    else:
+        found = dict(spec.get("variables") or {})
+        for name, job in spec.items():
+            if name not in GITLAB_GLOBAL and isinstance(job, dict):
+                found.update(job.get("variables") or {})
+    return {key: str(value) for key, value in found.items()}
+
+
+# Stand-ins for apt-get and sudo: each records its name and its arguments (one <...> per argument);
+# sudo then runs the command it was given.
+FAKE_APT_GET = """#!/bin/sh
+{ printf '%s' "${0##*/}"; for arg in "$@"; do printf ' <%s>' "$arg"; done; echo; } >> "$CALLS"
+"""
+FAKE_SUDO = FAKE_APT_GET + 'exec "$@"\n'
+
+
+@pytest.mark.parametrize("ci", ["github", "gitlab"])
+def test_ci_installs_the_system_packages_of_its_one_marked_variable_before_the_tests_and_none_by_default(
+    render, tmp_path, ci
+):
+    repo = render(ci=ci)
+    ci_file = repo / CI_FILE[ci]
+    text = ci_file.read_text()
+    marked = r'^ *# Debian/Ubuntu packages your rules call, e.g\. bwa samtools\b.*\n *SYSTEM_PACKAGES: ""$'
+    assert len(re.findall(marked, text, re.M)) == 1 and text.count("SYSTEM_PACKAGES:") == 1, text
+    assert ci_variables(repo, ci)["SYSTEM_PACKAGES"] == ""
+    guide = " ".join((repo / "docs/customising.md").read_text().split())
+    assert f"`SYSTEM_PACKAGES` line of `{CI_FILE[ci]}`" in guide, "the porting steps name the line to edit"
+    commands = ci_commands(repo, ci)
+    (install,) = [command for command in commands if "SYSTEM_PACKAGES" in command]
+    assert commands.index(install) < commands.index("make setup") < commands.index("make test")
+
+    fake = tmp_path / "fake-bin"
+    fake.mkdir()
+    for name, script in (("apt-get", FAKE_APT_GET), ("sudo", FAKE_SUDO)):
+        (fake / name).write_text(script)
+        (fake / name).chmod(0o755)
+    # GitHub's default shell for run:; GitLab's script under plain sh (the image decides which shell)
+    shell = ["bash", "--noprofile", "--norc", "-eo", "pipefail", "-c"] if ci == "github" else ["sh", "-ec"]
+
+    def run_install(label):
+        calls = tmp_path / f"{label}.calls"
+        env = {**ci_variables(repo, ci), "PATH": f"{fake}{os.pathsep}/usr/bin{os.pathsep}/bin", "CALLS": str(calls)}
+        run = run_command([*shell, install], cwd=repo, env=env, timeout=60)
+        assert run.returncode == 0, repr(run)
+        return calls.read_text().splitlines() if calls.exists() else []
+
+    assert run_install("empty") == [], "the empty default installs nothing"
+
+    ci_file.write_text(text.replace('SYSTEM_PACKAGES: ""', 'SYSTEM_PACKAGES: "bwa samtools"'))
+    assert ci_variables(repo, ci)["SYSTEM_PACKAGES"] == "bwa samtools"
+    update = "<update>"
+    packages = "<install> <-y> <--no-install-recommends> <bwa> <samtools>"
+    if ci == "github":  # the runner's user installs through sudo
+        expected = [
+            f"sudo <apt-get> {update}",
+            f"apt-get {update}",
+            f"sudo <apt-get> {packages}",
+            f"apt-get {packages}",
+        ]
+    else:  # the python image runs as root
+        expected = [f"apt-get {update}", f"apt-get {packages}"]
+    assert run_install("set") == expected
 
 
 def test_ci_commands_succeed_in_a_fresh_checkout_with_a_real_venv(render, tmp_path):
