@@ -88,9 +88,55 @@ def test_job_dir_is_under_the_root_and_named_after_the_job(scratch, workdir, tmp
     assert Path(unnamed.dir).name.startswith("x.tsv."), "a shell job is named after its first output"
 
 
+def test_a_rerun_of_a_job_works_in_the_same_dir_and_replaces_what_a_killed_run_left(scratch, workdir, tmp_path):
+    first = make_job(scratch, tmp_path / "scratch").start()
+    Path(first.dir, "leftover").mkdir(mode=0o500)  # read-only, as some tools leave folders
+    again = make_job(scratch, tmp_path / "scratch").start()
+    assert again.dir == first.dir and again.cwd == first.cwd
+    assert not Path(again.dir, "leftover").exists()
+    other = make_job(scratch, tmp_path / "scratch", outputs=("results/other.txt",)).start()
+    assert other.dir != first.dir, "each job of a checkout has a dir of its own"
+
+
+def test_a_shell_rule_without_wildcards_runs(scratch, workdir, tmp_path):
+    args = [sys.executable, scratch.__file__, "shell", "--rule", "fan_in", "--wildcards", "--tmpdir", str(tmp_path)]
+    args += ["--scratch-staging", "copy", "--scratch-on-failure", "keep", "--input", "data/in.txt"]
+    args += ["--output", "results/all.txt", "--log", "logs/fan_in.log"]
+    proc = subprocess.run(
+        args, input="wc -l < data/in.txt > results/all.txt", cwd=workdir, capture_output=True, text=True
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert (workdir / "results/all.txt").read_text().strip() == "2"
+    record = json.loads((workdir / "logs/fan_in.log").read_text().split("[scratch] ", 1)[1])
+    assert record["rule"] == "fan_in" and record["wildcards"] == ""
+
+
+def test_an_input_outside_the_working_directory_is_staged_at_the_same_relative_path(scratch, workdir, tmp_path):
+    (tmp_path / "shared" / "ref").mkdir(parents=True)
+    (tmp_path / "shared" / "ref" / "genome.fa").write_text(">chr1\nACGT\n")
+    args = [sys.executable, scratch.__file__, "shell", "--rule", "r", "--wildcards", "--tmpdir", str(tmp_path / "s")]
+    args += ["--scratch-staging", "copy", "--scratch-on-failure", "keep"]
+    args += ["--input", "../shared/ref/genome.fa", "data/in.txt", "--output", "results/x.txt", "--log", "logs/r.log"]
+    command = "cat ../shared/ref/genome.fa data/in.txt > results/x.txt; pwd >> results/x.txt"
+    proc = subprocess.run(args, input=command, cwd=workdir, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    lines = (workdir / "results/x.txt").read_text().splitlines()
+    assert lines[:4] == [">chr1", "ACGT", "hello", "world"]
+    assert Path(lines[4]).is_relative_to(tmp_path / "s"), "the command ran in scratch"
+
+
+def test_an_absolute_input_of_a_shell_command_is_refused_before_it_runs(scratch, workdir, tmp_path):
+    args = [sys.executable, scratch.__file__, "shell", "--rule", "r", "--wildcards", "--tmpdir", str(tmp_path / "s")]
+    args += ["--scratch-staging", "link", "--scratch-on-failure", "keep"]
+    args += ["--input", str(workdir / "data/in.txt"), "--output", "results/x.txt", "--log", "logs/r.log"]
+    proc = subprocess.run(args, input="touch ran", cwd=workdir, capture_output=True, text=True)
+    assert proc.returncode != 0 and "is an absolute path" in proc.stderr and "os.path.relpath" in proc.stderr
+    assert not (tmp_path / "s").exists() and not (workdir / "ran").exists()
+
+
 def test_link_staging_symlinks_and_copy_staging_copies(scratch, workdir, tmp_path):
-    linked = make_job(scratch, tmp_path / "scratch").start()
-    copied = make_job(scratch, tmp_path / "scratch", scratch_staging="copy").start()
+    linked = make_job(scratch, tmp_path / "link-scratch").start()
+    copied = make_job(scratch, tmp_path / "copy-scratch", scratch_staging="copy").start()
     assert Path(linked.dir, "data/in.txt").is_symlink()
     staged = Path(copied.dir, "data/in.txt")
     assert not staged.is_symlink() and staged.read_text() == "hello\nworld\n"

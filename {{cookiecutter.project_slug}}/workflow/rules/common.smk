@@ -17,6 +17,10 @@ validate(config, "../schemas/config.schema.yaml")
 SAMPLE_ID_REGEX = r"[A-Za-z0-9][A-Za-z0-9_.-]*"
 SAMPLE_ID_PATTERN = re.compile(f"^{SAMPLE_ID_REGEX}$")
 SAMPLES_SCHEMA = workflow.source_path("../schemas/samples.schema.yaml")
+# A sheet column whose schema says "format: input-file" names a file under input_dir
+# (the example's "path"; a second read file "fq2", an index...): resolved, checked
+# before the run and reached with sample_file("<column>").
+INPUT_FILE_FORMAT = "input-file"
 # File systems allow 255 bytes per name. Sample ids become parts of names
 # (results/samples/<id>.summary.json, and its hidden partial copy
 # .<id>.summary.json.scratch-partial-<pid>-<hex>: 45 bytes more), so the
@@ -86,7 +90,7 @@ def _read_sheet(sheet):
         ) from None
 
 
-def _row_problem(row, id_max):
+def _row_problem(row, id_max, file_columns):
     """The first problem of a row that the schema cannot say well, or None."""
     for column, value in row.items():
         found = CONTROL_CHARACTER.search(value)
@@ -103,13 +107,22 @@ def _row_problem(row, id_max):
             f"so that every file name made from it stays under the {NAME_MAX_BYTES}-byte "
             "limit of file systems"
         )
-    for part in Path(row.get("path", "")).parts:
-        if len(part.encode()) > NAME_MAX_BYTES:
-            return (
-                f"the name {_shown(part)} in path is {len(part.encode())} bytes long; "
-                f"file systems allow at most {NAME_MAX_BYTES} bytes per file or folder name"
-            )
+    for column in file_columns:
+        for part in Path(row.get(column, "")).parts:
+            if len(part.encode()) > NAME_MAX_BYTES:
+                return (
+                    f"the name {_shown(part)} in {column} is {len(part.encode())} bytes long; "
+                    f"file systems allow at most {NAME_MAX_BYTES} bytes per file or folder name"
+                )
     return None
+
+
+def input_file_columns(schema):
+    return [
+        name
+        for name, spec in schema["properties"].items()
+        if spec.get("format") == INPUT_FILE_FORMAT
+    ]
 
 
 def load_samples(sheet_path, input_dir):
@@ -130,6 +143,7 @@ def load_samples(sheet_path, input_dir):
     schema = _load_schema(SAMPLES_SCHEMA)
     check_row = _row_checker(schema)
     id_max = schema["properties"]["sample"]["maxLength"]
+    file_columns = input_file_columns(schema)
     if len(records) < 2:
         problems.append(
             f"{sheet}: no samples (expected a header line and one row per sample)"
@@ -145,7 +159,7 @@ def load_samples(sheet_path, input_dir):
         row = {key: value.strip() for key, value in zip(header, fields)}
         sample = row.get("sample", "")
         where = f"{sheet} line {lineno} (sample {_shown(sample)})"
-        problem = _row_problem(row, id_max)
+        problem = _row_problem(row, id_max, file_columns)
         if problem:
             problems.append(f"{where}: {problem}")
             continue
@@ -163,22 +177,27 @@ def load_samples(sheet_path, input_dir):
         if sample in samples:
             problems.append(f"{where}: duplicate sample id")
             continue
-        rel = Path(row["path"])
-        if rel.is_absolute() or ".." in rel.parts:
-            problems.append(
-                f"{where}: path {row['path']!r} must be relative to {base}/ without '..'"
-            )
+        files, file_problems = {}, []
+        for column in file_columns:
+            if not row.get(column):  # an optional file column left empty: no such file
+                continue
+            rel = Path(row[column])
+            full = base / rel
+            if rel.is_absolute() or ".." in rel.parts:
+                file_problems.append(
+                    f"{column} {row[column]!r} must be relative to {base}/ without '..'"
+                )
+            elif not full.resolve().is_relative_to(base_real):
+                file_problems.append(
+                    f"{column} {row[column]!r} leaves {base}/ through a symlink"
+                )
+            elif not full.is_file():
+                file_problems.append(f"input file {full} ({column}) does not exist")
+            files[column] = str(full)
+        if file_problems:
+            problems += [f"{where}: {problem}" for problem in file_problems]
             continue
-        full = base / rel
-        if not full.resolve().is_relative_to(base_real):
-            problems.append(
-                f"{where}: path {row['path']!r} leaves {base}/ through a symlink"
-            )
-            continue
-        if not full.is_file():
-            problems.append(f"{where}: input file {full} does not exist")
-            continue
-        samples[sample] = {**row, "file": str(full)}
+        samples[sample] = {**row, "files": files}
     if problems:
         listing = "\n  - ".join(problems)
         raise WorkflowError(
@@ -189,6 +208,7 @@ def load_samples(sheet_path, input_dir):
 
 SAMPLES = load_samples(config["samples"], config["input_dir"])
 SAMPLE_IDS = sorted(SAMPLES)
+SAMPLE_FILE_COLUMNS = input_file_columns(_load_schema(SAMPLES_SCHEMA))
 
 
 # A pattern, not the list of ids: Snakemake copies a constraint into every file
@@ -207,9 +227,17 @@ def _sample_row(wildcards):
         ) from None
 
 
-def sample_file(wildcards):
-    """The input file of the job's sample."""
-    return _sample_row(wildcards)["file"]
+def sample_file(column="path"):
+    """The job's sample's input file: ``input: sample_file`` for the "path" column,
+    ``sample_file("<column>")`` for another input-file column (empty: no file)."""
+    if not isinstance(column, str):  # used itself as the input function: the path column
+        return _sample_row(column)["files"]["path"]
+    if column not in SAMPLE_FILE_COLUMNS:
+        raise WorkflowError(
+            f"sample_file({column!r}): the column is not declared with format: {INPUT_FILE_FORMAT} "
+            "in workflow/schemas/samples.schema.yaml"
+        )
+    return lambda wildcards: _sample_row(wildcards)["files"].get(column, [])
 
 
 def sample_column(column):

@@ -30,10 +30,11 @@ if WORKFLOW_IS_LOCAL:
 else:  # read from a git host: Snakemake's cached copies
     WORKFLOW_SNAKEFILE = workflow.source_path("../Snakefile")
     WORKFLOW_CITATION = workflow.source_path("../../CITATION.cff")
-for _module in ("durable", "publish", "release_crate"):
+for _module in ("durable", "publish", "release_crate", "scratch"):
     workflow.source_path(f"../scripts/{_module}.py")
 sys.path.insert(0, SCRIPTS)
 import publish as publish_mechanism  # noqa: E402
+import scratch as scratch_mechanism  # noqa: E402
 
 # --------------------------------------------------------------------------
 # operating context: policy must come from a profile
@@ -61,7 +62,11 @@ if MISSING_POLICY:
 onstart:
     if MISSING_POLICY:
         raise WorkflowError(NO_CONTEXT)
+    check_routes()
     check_shadow_filesystem()
+    check_planned_results()
+    set_aside_stale_results()
+    record_run_context()
 
 
 def _context_from_argv(argv):
@@ -93,6 +98,7 @@ CONFIG_SHA256 = hashlib.sha256(
 # every cluster job, which parses the Snakefile again) and run by the python3 on the
 # job's PATH. Moving the checkout or rebuilding the venv reruns nothing.
 os.environ.update(WORKFLOW_SCRATCH_PY=os.path.join(SCRIPTS, "scratch.py"))
+SCRATCH_MARKER = "__SCRATCH_COMMAND__"  # ends the command's here-document; marks a rule as wrapped
 
 
 def scratch(command):
@@ -103,7 +109,7 @@ def scratch(command):
     their durable paths. Use it as the shell command itself:
     ``shell: scratch("sort {input:q} > {output:q} 2> {log:q}")``.
     """
-    marker = "__SCRATCH_COMMAND__"
+    marker = SCRATCH_MARKER
     if marker in command:
         raise WorkflowError(f"scratch(): the command may not contain {marker}")
     policy = " ".join(
@@ -115,7 +121,7 @@ def scratch(command):
         for name in SCRATCH_POLICY
     )
     wrapper = (
-        'python3 "$WORKFLOW_SCRATCH_PY" shell --wildcards {wildcards:q} %s'
+        'python3 "$WORKFLOW_SCRATCH_PY" shell --rule {rule:q} --wildcards {wildcards:q} %s'
         " --input {input:q} --output {output:q} --log {log:q}" % policy
     )
     return f"{wrapper} <<'{marker}'\n{command}\n{marker}\n"
@@ -133,25 +139,169 @@ def _filesystem(path):
 
 
 def check_shadow_filesystem():
-    """Refuse a shadow directory on another filesystem than results/.
+    """Refuse a shadow directory on another filesystem than results/ when a rule uses shadow.
 
     Snakemake moves a shadow job's outputs into results/ with shutil.move: one rename
     on one filesystem, but a copy into the final path across two. Called in onstart:
     the shadow prefix is known only once the run starts.
     """
+    if not any(rule.shadow_depth for rule in own_rules()):
+        return
     root = workflow.execution_settings.shadow_prefix or ".snakemake"
     if _filesystem(root) != _filesystem("results"):
         raise WorkflowError(
             f"the shadow directory ({os.path.join(root, 'shadow')}) is not on the filesystem of results/: "
             "Snakemake would copy the outputs of shadow rules into results/ instead of renaming them, and a "
             "reader could see a half-written file. Remove shadow-prefix (--shadow-prefix) from the profile "
-            "or the command line; see docs/rule-kinds.md."
+            "or the command line, or set it to a folder on the filesystem of results/; see docs/rule-kinds.md."
         )
+
+
+# --------------------------------------------------------------------------
+# every rule that writes under results/ takes a route (docs/rule-kinds.md)
+# --------------------------------------------------------------------------
+def own_rules():
+    """The rules of this workflow's own files (not a host's, when used as a module)."""
+    own = str(WORKFLOW_DIR)
+    return [rule for rule in workflow.rules if str(rule.snakefile).startswith(own)]
+
+
+def under_results(path):
+    prefix = getattr(workflow.modifier.path_modifier, "prefix", None) or ""
+    return str(path).removeprefix(prefix).startswith("results/")
+
+
+def _script_text(rule):
+    with workflow.sourcecache.open(rule.basedir.join(rule.script)) as fh:
+        return fh.read()
+
+
+def route_problem(rule):
+    """Why ``rule`` could leave a partial file under results/, or None when it takes a route."""
+    where = f"rule {rule.name} ({os.path.relpath(rule.snakefile)}:{rule.lineno})"
+    if rule.shadow_depth:
+        return None
+    if rule.shellcmd is not None and SCRATCH_MARKER in rule.shellcmd:
+        absolute = [f for f in rule.input if isinstance(f, str) and os.path.isabs(f)]
+        if absolute:
+            return (
+                f"{where}: input {absolute[0]} is an absolute path, which its command would read outside "
+                "scratch; give it relative to the working directory, e.g. os.path.relpath(config[...]) "
+                "(docs/rule-kinds.md#inputs-outside-the-working-directory)"
+            )
+        return None
+    if rule.script is not None and rule.script.endswith(".py") and "scratch_job(" in _script_text(rule):
+        return None
+    fix = {
+        "shell": 'wrap its command in scratch("...")',
+        "script": "open `with scratch_job(snakemake) as job:` in its Python script, or add shadow: \"minimal\"",
+    }
+    kind = "shell" if rule.shellcmd is not None else "script" if rule.script is not None else None
+    how = fix.get(kind, 'add shadow: "minimal"')
+    outputs = ", ".join(str(f) for f in rule.output if under_results(f))
+    return f"{where} writes {outputs} without a route that makes it appear whole: {how} (docs/rule-kinds.md)"
+
+
+def check_routes():
+    """Refuse, before any job and in `snakemake --lint`, rules that write under results/ without a route."""
+    problems = [
+        problem
+        for rule in own_rules()
+        if any(under_results(f) for f in rule.output)
+        for problem in [route_problem(rule)]
+        if problem
+    ]
+    if problems:
+        raise WorkflowError("\n".join(["A file under results/ must appear whole or not at all:", *problems]))
+
+
+# --------------------------------------------------------------------------
+# results/ holds the declared final outputs and nothing else
+# --------------------------------------------------------------------------
+STALE_RESULTS = "work/stale-results"
+
+
+def is_final(path):
+    """Whether ``path`` is a declared final output or lies inside a final directory()."""
+    return any(p in FINAL_OUTPUTS for p in [path, *map(str, Path(path).parents)])
+
+
+def check_planned_results():
+    """Refuse a run whose jobs would write a file under results/ that is not a final output."""
+    extra = sorted(
+        {
+            f"{f} (rule {job.rule.name})"
+            for job in workflow.dag.jobs
+            for f in job.output
+            if under_results(f) and not is_final(str(f))
+        }
+    )
+    if extra:
+        raise WorkflowError(
+            f"results/ holds only the final outputs, but jobs would write {', '.join(extra[:3])}"
+            f"{' and others' if len(extra) > 3 else ''}: add them to FINAL_OUTPUTS in workflow/Snakefile "
+            "(None: final, not published), or write them as temp() under work/."
+        )
+
+
+def stale_results():
+    """Files under results/ that are no final output any more (a sample left the sheet, a rule changed)."""
+    found = []
+    for folder, _, names in os.walk("results"):
+        for name in names:
+            path = os.path.join(folder, name)
+            if scratch_mechanism.PARTIAL_MARK in name or is_final(path):  # a copy-back under way
+                continue
+            found.append(path)
+    return sorted(found)
+
+
+def report_stale_results():
+    stale = stale_results()
+    if stale and workflow.is_main_process:
+        listed = ", ".join(stale[:3]) + (f" and {len(stale) - 3} more" if len(stale) > 3 else "")
+        print(
+            f"WARNING: {listed} under results/ {'are' if len(stale) > 1 else 'is'} no final output "
+            f"(FINAL_OUTPUTS); never published, and moved to {STALE_RESULTS}/ when jobs next run.",
+            file=sys.stderr,
+        )
+
+
+def set_aside_stale_results():
+    """Move stale files out of results/ (not deleted: they may be worth a look), keeping their paths."""
+    stale = stale_results()
+    if not stale:
+        return
+    stamp = datetime.datetime.now(datetime.UTC).strftime("%Y%m%dT%H%M%SZ")
+    for path in stale:
+        target = Path(STALE_RESULTS, stamp, path)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(path, target)
+    for folder, dirs, names in sorted(os.walk("results"), reverse=True):
+        if folder != "results" and not dirs and not names and not is_final(folder):
+            os.rmdir(folder)
+    print(f"Moved {len(stale)} stale file(s) from results/ to {STALE_RESULTS}/{stamp}/.", file=sys.stderr)
 
 
 # --------------------------------------------------------------------------
 # final outputs and publication
 # --------------------------------------------------------------------------
+RUNS_RECORD = Path(".snakemake/contract/runs.jsonl")  # which context each run used, for provenance
+
+
+def record_run_context():
+    RUNS_RECORD.parent.mkdir(parents=True, exist_ok=True)
+    run = {"context": CONTEXT, "started": datetime.datetime.now(datetime.UTC).timestamp()}
+    with open(RUNS_RECORD, "a", encoding="utf-8") as fh:
+        fh.write(json.dumps(run | {"host": os.uname().nodename}) + "\n")
+
+
+def context_at(moment, runs):
+    """The context of the last run that started before ``moment`` (a job's start), or "unknown"."""
+    earlier = [run for run in runs if run["started"] <= moment]
+    return max(earlier, key=lambda run: run["started"])["context"] if earlier else "unknown"
+
+
 def published_set(final_outputs):
     """{published name: path} of the final outputs that are published.
 
@@ -172,6 +322,9 @@ def made_by(publish_set):
     file (e.g. after .snakemake/ was deleted), so publishing is refused.
     """
     records, unknown = {}, []
+    runs = []
+    if RUNS_RECORD.exists():
+        runs = [json.loads(line) for line in RUNS_RECORD.read_text(encoding="utf-8").splitlines() if line]
     for name, source in publish_set.items():
         record = workflow.persistence.metadata(IOFile(source))
         if record is None or record.incomplete or record.endtime is None:
@@ -182,6 +335,7 @@ def made_by(publish_set):
             "made_at": publish_mechanism.utc_stamp(
                 datetime.datetime.fromtimestamp(record.endtime, datetime.UTC)
             ),
+            "context": context_at(record.starttime or record.endtime, runs),
         }
     if unknown:
         listed = ", ".join(unknown[:3]) + (" and others" if len(unknown) > 3 else "")

@@ -4,6 +4,8 @@
 
 
 PUBLISH_SET = published_set(FINAL_OUTPUTS)
+check_routes()  # again in onstart, for rules included after this file
+report_stale_results()
 
 
 rule publish:

@@ -12,8 +12,12 @@ Guarantees:
 
 * The job works in a private directory of its own under the scratch root: the
   profile's ``resources.tmpdir``, evaluated inside the job, one root per user.
-* Inputs are mirrored at their workdir-relative paths (policy ``link``:
-  symlinks; ``copy``: size-checked copies). Logs are symlinked to their durable
+* The job dir is named after the job (rule, wildcards, a digest of the checkout
+  and outputs), never at random, so tools that record their directory give the
+  same bytes on a rerun.
+* Inputs are mirrored at their workdir-relative paths, ``../`` ones included
+  (policy ``link``: symlinks; ``copy``: size-checked copies); a shell command
+  must name none by an absolute path. Logs are symlinked to their durable
   paths, so a log never dies with the scratch dir.
 * Each declared output comes back atomically (durable.py): renamed if scratch
   is on the same filesystem, else copied to a hidden partial name beside it,
@@ -32,13 +36,13 @@ From the Snakemake repository template, release {{ cookiecutter._template_versio
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import re
 import shutil
 import stat
 import sys
-import tempfile
 import time
 
 import durable
@@ -46,6 +50,7 @@ import durable
 POLICY = {"scratch_staging": ("link", "copy"), "scratch_on_failure": ("keep", "remove")}
 RECORD_PREFIX = "[scratch] "
 PARTIAL_MARK = ".scratch-partial-"
+WORKDIR_LEVEL = "_wd"  # one level of the command's working dir below the job dir, per "../" of an input
 TEMP_VARIABLES = ("TMPDIR", "TMP", "TEMP", "TEMPDIR")
 
 
@@ -129,6 +134,25 @@ def _tree_bytes(path: str) -> int:
     return sum(os.lstat(os.path.join(d, n)).st_size for d, _, names in os.walk(path) for n in names)
 
 
+def _levels_up(path: str) -> int:
+    parts = os.path.normpath(path).split(os.sep)
+    return next((i for i, part in enumerate(parts) if part != ".."), len(parts))
+
+
+def _remove_tree(path: str) -> None:
+    """Remove a scratch dir, also where a job left read-only folders in it."""
+
+    def make_writable(folder):
+        with contextlib.suppress(OSError):
+            os.chmod(folder, 0o700)
+            for entry in os.scandir(folder):
+                if entry.is_dir(follow_symlinks=False):
+                    make_writable(entry.path)
+
+    make_writable(path)
+    shutil.rmtree(path, ignore_errors=True)
+
+
 def _flatten(items) -> list[str]:
     out = []
     for item in items:
@@ -139,7 +163,7 @@ def _flatten(items) -> list[str]:
 class ScratchJob:
     """One job's scratch dir: start() stages in, finish() brings outputs back, fail() records why not."""
 
-    def __init__(self, inputs, outputs, logs, policy: dict, rule: str = "", wildcards: str = ""):
+    def __init__(self, inputs, outputs, logs, policy: dict, rule="", wildcards="", literal_paths=False):
         for name, allowed in POLICY.items():
             if policy.get(name) not in allowed:
                 raise ScratchError(
@@ -153,7 +177,7 @@ class ScratchJob:
             policy["scratch_staging"],
             policy["scratch_on_failure"],
         )
-        self.rule, self.wildcards, self.dir = rule, wildcards, None
+        self.rule, self.wildcards = rule, wildcards
         self.stats = dict.fromkeys(("in_bytes", "in_files", "out_bytes", "out_files"), 0)
         self.clock = {"start": time.monotonic()}
         for out in self.outputs:
@@ -161,22 +185,41 @@ class ScratchJob:
                 raise ScratchError(
                     f"output {out} is outside the working directory; declare outputs with relative paths"
                 )
+        if literal_paths:  # a shell command reads its inputs by the paths written in it
+            for path in self.inputs:
+                if os.path.isabs(path):
+                    raise ScratchError(
+                        f"input {path} is an absolute path, which the command would read outside scratch; "
+                        "give it relative to the working directory, e.g. os.path.relpath(config[...]) "
+                        "(docs/rule-kinds.md, inputs outside the working directory)"
+                    )
+        # The job dir is named after the job, not at random: tools write their working directory and
+        # $TMPDIR into outputs, and a rerun must give the same bytes. A relative input outside the
+        # working directory ("../ref/genome.fa") is staged at the same relative path, so the command
+        # runs WORKDIR_LEVEL levels below the job dir.
+        up = max((_levels_up(p) for p in self.inputs + self.logs if not os.path.isabs(p)), default=0)
+        digest = hashlib.sha256("\0".join([self.workdir, *self.outputs]).encode()).hexdigest()[:12]
+        label = re.sub(r"[^A-Za-z0-9_.=-]+", "_", ".".join(filter(None, [self.rule or os.path.basename(next(iter(self.outputs), "job")), self.wildcards])))
+        self.name = f"{label.strip('._')[:100]}.{digest}"
+        self.dir = self.cwd = None
+        self._up = up
 
     def in_scratch(self, path: str) -> str:
-        """Where a workdir path lives inside the scratch dir (outside paths under _external/)."""
-        rel = os.path.relpath(os.path.abspath(path), self.workdir)
-        if rel.startswith(".."):
-            rel = os.path.join("_external", os.path.abspath(path).lstrip("/"))
-        return os.path.join(self.dir, rel)
+        """Where a path of the job lives inside the scratch dir: a relative path at the same place
+        relative to the command's working directory; an absolute one (scripts only) under _external/."""
+        if os.path.isabs(path):
+            return os.path.join(self.dir, "_external", os.path.normpath(path).lstrip("/"))
+        return os.path.normpath(os.path.join(self.cwd, path))
 
     def start(self) -> ScratchJob:
-        label = re.sub(
-            r"[^A-Za-z0-9_.=-]+",
-            "_",
-            ".".join([self.rule or os.path.basename(self.outputs[0] if self.outputs else "job"), self.wildcards]),
-        )
-        self.dir = tempfile.mkdtemp(prefix=f"{label.strip('._')[:100]}.{hostname()[:32]}.", dir=resolve_root(self.root))
+        self.dir = os.path.join(resolve_root(self.root), self.name)
+        self.cwd = os.path.join(self.dir, *[WORKDIR_LEVEL] * self._up) if self._up else self.dir
+        if os.path.lexists(self.dir):  # left by a killed run of this job, or kept after its failure
+            _remove_tree(self.dir)
+            self._say(f"{RECORD_PREFIX}removed what an earlier run of this job left in {self.dir}")
         try:
+            os.mkdir(self.dir, 0o700)
+            os.makedirs(self.cwd, exist_ok=True)
             os.mkdir(os.path.join(self.dir, ".tmp"))
             for src in dict.fromkeys(self.inputs):  # an input listed twice is staged once
                 self._stage_in(src)
@@ -197,6 +240,8 @@ class ScratchJob:
         if not os.path.exists(src):
             raise ScratchError(f"input {src} does not exist; cannot stage it into scratch")
         target = self.in_scratch(src)
+        if os.path.lexists(target):
+            raise ScratchError(f"input {src} would be staged at {target}, where another input already is")
         os.makedirs(os.path.dirname(target), exist_ok=True)
         size = _tree_bytes(src)
         if self.staging == "link":
@@ -225,7 +270,7 @@ class ScratchJob:
             reason = f"copy-back failed: {exc}"
             self.fail(reason)
             raise ScratchError(reason) from exc
-        shutil.rmtree(self.dir, ignore_errors=True)
+        _remove_tree(self.dir)
         self._record("ok", removed=True)
 
     def fail(self, reason: str, details: str = "") -> None:
@@ -234,7 +279,7 @@ class ScratchJob:
             self._append_log(details.rstrip("\n"))
         keep = self.on_failure == "keep"
         if self.dir is not None and not keep:
-            shutil.rmtree(self.dir, ignore_errors=True)
+            _remove_tree(self.dir)
         self._record("failed", removed=not keep, reason=reason)
         if self.dir is not None:
             what = (
@@ -343,7 +388,7 @@ def run_shell(job: ScratchJob, command: str) -> int:
 
     job.start()
     proc = subprocess.Popen(
-        ["bash", "-euo", "pipefail", "-c", command], cwd=job.dir, env=job.environment(), stdin=subprocess.DEVNULL
+        ["bash", "-euo", "pipefail", "-c", command], cwd=job.cwd, env=job.environment(), stdin=subprocess.DEVNULL
     )
     forward = lambda signum, _frame: proc.poll() is None and proc.send_signal(signum)  # noqa: E731
     previous = {s: signal.signal(s, forward) for s in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)}
@@ -385,8 +430,8 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
     sh = sub.add_parser("shell", help="run a shell command (read from stdin) in scratch")
-    sh.add_argument("--rule", default="", help="label of the job (default: its first output)")
-    sh.add_argument("--wildcards", default="")
+    sh.add_argument("--rule", default="", help="the job's rule, for its scratch dir name and record")
+    sh.add_argument("--wildcards", nargs="*", default=[], help="the job's wildcard values (none for a rule without)")
     for name in ("tmpdir", *POLICY):  # policy: every value comes from the profile, none is defaulted here
         sh.add_argument(f"--{name.replace('_', '-')}", dest=name, required=True)
     for name in ("input", "output", "log"):
@@ -403,7 +448,8 @@ def main(argv=None) -> int:
         return 2
     try:
         policy = {name: getattr(args, name) for name in ("tmpdir", *POLICY)}
-        return run_shell(ScratchJob(args.input, args.output, args.log, policy, args.rule, args.wildcards), command)
+        job = ScratchJob(args.input, args.output, args.log, policy, args.rule, ",".join(args.wildcards), literal_paths=True)
+        return run_shell(job, command)
     except (OSError, ScratchError) as exc:
         print(f"ERROR: {exc}", file=sys.stderr)
         return 70
