@@ -7,7 +7,7 @@ import sys
 
 import pytest
 import yaml
-from conftest import TEMPLATE, isolated_env, run_command, tool, workflow_user
+from conftest import TEMPLATE, hand_over, isolated_env, run_command, tool, workflow_user
 from slurm_cluster import configure_site
 
 COMMON_FILES = {
@@ -46,12 +46,14 @@ COMMON_FILES = {
     "tests/test_workflow.py",
     "workflow/Snakefile",
     "workflow/envs/base.yaml",
+    "workflow/jupyter/jupyter_nbconvert_config.py",
     "workflow/profiles/default/config.yaml",
     "workflow/report/manifest.rst",
     "workflow/report/report.rst",
     "workflow/rules/aggregate.smk",
     "workflow/rules/common.smk",
     "workflow/rules/contract.smk",
+    "workflow/rules/helpers.smk",
     "workflow/rules/process.smk",
     "workflow/rules/publish.smk",
     "workflow/schemas/config.schema.yaml",
@@ -170,6 +172,76 @@ def test_bare_snakemake_lint_as_the_workflow_catalog_runs_it_finds_nothing_and_s
     assert fmt.returncode == 0, repr(fmt)
     ruff = run_command([tool("ruff"), "check", "workflow", "tests", "profiles"], cwd=repo, env=env, timeout=300)
     assert ruff.returncode == 0, repr(ruff)
+
+
+# A helper of the user's own (helpers.smk) and a rule file of theirs that uses it (rules only).
+USER_HELPERS = """
+
+SHOUT_MARK = "!"
+
+
+def shout_mark(wildcards):
+    return SHOUT_MARK * len(wildcards.sample)
+"""
+USER_RULES = """rule shout:
+    input:
+        text=sample_file,
+    output:
+        shout="results/shout/{sample}.txt",
+    log:
+        "logs/shout/{sample}.log",
+    conda:
+        "../envs/base.yaml"
+    params:
+        mark=shout_mark,
+    shell:
+        scratch(
+            "exec 2> {log:q}; tr a-z A-Z < {input.text:q} > {output.shout:q};"
+            " echo {params.mark:q} >> {output.shout:q}"
+        )
+"""
+# Third-party code as a local copy of snakemake-wrappers brings it: `snakemake` is injected (F821 to ruff),
+# and its test Snakefile is not formatted as snakefmt would.
+WRAPPER_COPY = {
+    "workflow/wrappers/bio/x/wrapper.py": 'shell("echo {snakemake.input}")\n',
+    "workflow/wrappers/bio/x/test/Snakefile": 'rule test_x:\n  input: "a"\n  output: "b"\n  wrapper: "master/bio/x"\n',
+}
+
+
+def test_user_helpers_go_in_helpers_smk_and_lint_skips_a_local_wrapper_copy(render, tmp_path):
+    repo = render()
+    helpers = (repo / "workflow/rules/helpers.smk").read_text()
+    assert not re.search(r"^\s*rule\b", helpers, re.M), "helpers.smk ships without rules"
+    snakefile = repo / "workflow/Snakefile"
+    text = snakefile.read_text()
+    assert 'include: "rules/contract.smk"\ninclude: "rules/helpers.smk"\n' in text
+    (repo / "workflow/rules/helpers.smk").write_text(helpers + USER_HELPERS)
+    (repo / "workflow/rules/shout.smk").write_text(USER_RULES)
+    snakefile.write_text(
+        text.replace('include: "rules/helpers.smk"\n', 'include: "rules/helpers.smk"\ninclude: "rules/shout.smk"\n')
+    )
+    for rel, content in WRAPPER_COPY.items():
+        (repo / rel).parent.mkdir(parents=True, exist_ok=True)
+        (repo / rel).write_text(content)
+    hand_over(repo, workflow_user())
+    env = isolated_env(tmp_path)
+    user = workflow_user()
+
+    lint = run_command([tool("snakemake"), "--lint"], cwd=repo, env=env, timeout=300, user=user)
+    assert lint.returncode == 0 and "Lints for" not in lint.output, repr(lint)
+    assert "your workflow is in a good condition" in lint.output, repr(lint)
+    ruff = run_command([tool("ruff"), "check", "workflow", "tests", "profiles"], cwd=repo, env=env, user=user)
+    assert ruff.returncode == 0, repr(ruff)
+    # the whole lint target as generated (snakefmt and ruff format too), with this suite's tools
+    make = run_command(["make", "lint", f"PYTHON={sys.executable}"], cwd=repo, env=env, timeout=300, user=user)
+    assert make.returncode == 0, repr(make)
+    # a file of the copy named on the command line (editors, pre-commit) is skipped as well
+    wrapper = "workflow/wrappers/bio/x/wrapper.py"
+    named = run_command([tool("ruff"), "check", wrapper], cwd=repo, env=env, user=user)
+    assert named.returncode == 0, repr(named)
+    hooks = yaml.safe_load((repo / ".pre-commit-config.yaml").read_text())
+    assert all(re.search(hooks["exclude"], rel) for rel in WRAPPER_COPY), "pre-commit skips the copy"
+    assert not re.search(hooks["exclude"], "workflow/rules/helpers.smk")
 
 
 def test_ci_answer_none_leaves_no_ci_configuration(render):
