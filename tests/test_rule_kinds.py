@@ -123,10 +123,14 @@ def fail_r(repo):
 
 
 def fail_notebook(repo):
+    """A cell that raises after the one that wrote the output, and one after it that must not run."""
     path = repo / "workflow/notebooks/longest_words.py.ipynb"
     notebook = json.loads(path.read_text())
-    cell = {**notebook["cells"][0], "id": "fail", "source": [f'raise RuntimeError("{FAILURE}")\n']}
-    notebook["cells"].append(cell)
+    cell = notebook["cells"][0]
+    notebook["cells"] += [
+        {**cell, "id": "fail", "source": [f'raise RuntimeError("{FAILURE}")\n']},
+        {**cell, "id": "after-the-failure", "source": ['print("not run")\n']},
+    ]
     path.write_text(json.dumps(notebook))
 
 
@@ -178,7 +182,7 @@ def need_tool(name, what):
 
 def add_examples(repo):
     """Every example of docs/rule-kinds.md in the repository: rules in workflow/rules/kinds.smk (included
-    from the Snakefile), files at the paths the page names. Returns {kind: rule text}."""
+    from the Snakefile), files at the paths the page names, outputs in FINAL_OUTPUTS. Returns {kind: rule text}."""
     found = list(EXAMPLE.finditer((repo / "docs/rule-kinds.md").read_text(encoding="utf-8")))
     rules = {m["kind"]: m["body"] for m in found if not m["path"]}
     assert sorted(rules) == sorted(KINDS), "docs/rule-kinds.md has one example rule per kind"
@@ -193,6 +197,10 @@ def add_examples(repo):
         'include: "rules/contract.smk"\n',
         'include: "rules/contract.smk"\ninclude: "rules/kinds.smk"\n',
     )
+    final = "".join(
+        f"    **dict.fromkeys(expand({out!r}, sample=SAMPLE_IDS)),\n" for k in KINDS.values() for out in k.outputs
+    )
+    edit(repo / "workflow/Snakefile", "FINAL_OUTPUTS = {\n", "FINAL_OUTPUTS = {\n" + final)  # final, not published
     return rules
 
 
@@ -306,8 +314,23 @@ def test_a_rule_of_each_kind_that_fails_after_writing_its_output_leaves_results_
         kept = repo / ".snakemake/shadow" / shadow
         assert list((repo / "logs").glob(f"{spec.rule}/alpha.*")), "the job's log reached logs/"
     assert (kept / output).is_file(), f"{output} was written before the failure, and kept out of results/"
+    if kind == "notebook":
+        assert_the_log_notebook_holds_the_cells_run_up_to_the_error(repo / f"logs/{spec.rule}/alpha.ipynb")
     plan = run_kind(snakemake, repo, env, kind, "-n", samples=["alpha"])
     assert f"Missing output files: {output}" in plan.output, plan.output
+
+
+def assert_the_log_notebook_holds_the_cells_run_up_to_the_error(path):
+    """`log: notebook=` of a failed job (docs/rule-kinds.md): the notebook as executed, with Snakemake's
+    preamble and the cell that wrote the output run, the failing cell with its error, the next cell not run."""
+    text = path.read_text(encoding="utf-8")
+    assert text, f"{path.name}: the log notebook is empty"
+    cells = json.loads(text)["cells"]
+    by_id = {cell.get("id"): cell for cell in cells}
+    assert [c["execution_count"] for c in cells] == [1, 2, 3, None], "run up to the failing cell, not after it"
+    errors = [(o["ename"], o["evalue"]) for o in by_id["fail"]["outputs"] if o["output_type"] == "error"]
+    assert errors == [("RuntimeError", FAILURE)], by_id["fail"]["outputs"]
+    assert by_id["longest-words"]["outputs"] == [] and by_id["after-the-failure"]["outputs"] == []
 
 
 def test_a_failed_shadow_job_leaves_no_shadow_directory_and_its_log_in_logs(kinds_repo, snakemake):
