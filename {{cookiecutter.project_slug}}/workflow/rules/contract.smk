@@ -99,6 +99,23 @@ CONFIG_SHA256 = hashlib.sha256(
 # job's PATH. Moving the checkout or rebuilding the venv reruns nothing.
 os.environ.update(WORKFLOW_SCRATCH_PY=os.path.join(SCRIPTS, "scratch.py"))
 SCRATCH_MARKER = "__SCRATCH_COMMAND__"  # ends the command's here-document; marks a rule as wrapped
+SCRATCH_RULE = "--rule {rule}"  # formatted by the job; written out in each rule by check_routes()
+
+# --------------------------------------------------------------------------
+# notebook rules: jupyter-nbconvert reads workflow/jupyter/ (docs/rule-kinds.md)
+# --------------------------------------------------------------------------
+# Its jupyter_nbconvert_config.py keeps a failing notebook's executed cells in the
+# rule's log notebook. Set at parse time as above, so also in every job; an absolute
+# path, so also in a shadow directory; first on the path, before any the user has.
+JUPYTER_CONFIG = os.path.dirname(
+    workflow.source_path("../jupyter/jupyter_nbconvert_config.py")
+)
+_jupyter_paths = os.environ.get("JUPYTER_CONFIG_PATH", "").split(os.pathsep)
+os.environ.update(
+    JUPYTER_CONFIG_PATH=os.pathsep.join(
+        dict.fromkeys([JUPYTER_CONFIG, *filter(None, _jupyter_paths)])
+    )
+)
 
 
 def scratch(command):
@@ -121,8 +138,8 @@ def scratch(command):
         for name in SCRATCH_POLICY
     )
     wrapper = (
-        'python3 "$WORKFLOW_SCRATCH_PY" shell --rule {rule:q} --wildcards {wildcards:q} %s'
-        " --input {input:q} --output {output:q} --log {log:q}" % policy
+        'python3 "$WORKFLOW_SCRATCH_PY" shell %s --wildcards {wildcards:q} %s'
+        " --input {input:q} --output {output:q} --log {log:q}" % (SCRATCH_RULE, policy)
     )
     return f"{wrapper} <<'{marker}'\n{command}\n{marker}\n"
 
@@ -145,7 +162,7 @@ def check_shadow_filesystem():
     on one filesystem, but a copy into the final path across two. Called in onstart:
     the shadow prefix is known only once the run starts.
     """
-    if not any(rule.shadow_depth for rule in own_rules()):
+    if not any(each.shadow_depth for each in own_rules()):
         return
     root = workflow.execution_settings.shadow_prefix or ".snakemake"
     if _filesystem(root) != _filesystem("results"):
@@ -178,7 +195,7 @@ def _script_text(rule):
 
 def route_problem(rule):
     """Why ``rule`` could leave a partial file under results/, or None when it takes a route."""
-    where = f"rule {rule.name} ({os.path.relpath(rule.snakefile)}:{rule.lineno})"
+    where = f"{os.path.relpath(rule.snakefile)}:{rule.lineno} (rule {rule.name})"
     if rule.shadow_depth:
         return None
     if rule.shellcmd is not None and SCRATCH_MARKER in rule.shellcmd:
@@ -204,6 +221,9 @@ def route_problem(rule):
 
 def check_routes():
     """Refuse, before any job and in `snakemake --lint`, rules that write under results/ without a route."""
+    for each in own_rules():  # the recorded command names its rule, as the job's own formatting will
+        if each.shellcmd is not None and SCRATCH_MARKER in each.shellcmd:
+            each.shellcmd = each.shellcmd.replace(SCRATCH_RULE, f"--rule {each.name}")
     problems = [
         problem
         for rule in own_rules()
