@@ -44,6 +44,7 @@ COMMON_FILES = {
     "tests/test_example.py",
     "tests/test_profiles.py",
     "tests/test_workflow.py",
+    "tests/volatile_outputs.py",
     "workflow/Snakefile",
     "workflow/envs/base.yaml",
     "workflow/jupyter/jupyter_nbconvert_config.py",

@@ -38,6 +38,12 @@ rule failing:
         "logs/failing/{name}.log",
     shell:
         scratch("exec 2> {log:q}; echo partial > {output:q}; echo boom >&2; exit 7")
+
+
+# final outputs, not published: results/ holds nothing else
+FINAL_OUTPUTS.update(dict.fromkeys(
+    [f"results/slow/{name}.bin" for name in "abst"] + ["results/failing/x.txt"]
+))
 """
 
 
@@ -125,11 +131,11 @@ def test_scratch_records_show_where_each_job_worked(render, snakemake, node_scra
     node_tmp, env = node_scratch
     snakemake(repo, "--profile", "profiles/ci", env=env)
     records = scratch_records(repo)
-    # script jobs name their rule; shell jobs are known by their outputs (nothing ties them to a rule name)
-    assert {r["rule"] for r in records} == {None, "summarize_sample", "summary_table", "report"}
-    assert {r["outputs"][0] for r in records if r["rule"] is None} == {
+    assert {r["rule"] for r in records} == {"tokenize", "summarize_sample", "summary_table", "report"}
+    assert {r["outputs"][0] for r in records if r["rule"] == "tokenize"} == {
         f"work/tokens/{s}.tokens" for s in ("alpha", "beta", "gamma")
     }
+    assert {r["wildcards"] for r in records if r["rule"] == "tokenize"} == {"alpha", "beta", "gamma"}
     assert all(r["status"] == "ok" and r["removed"] for r in records)
     assert {r["root"] for r in records} == {str(node_tmp / f"{repo.name}-ci-scratch-{repo.stat().st_uid}")}
     assert {r["staging"] for r in records} == {"copy"}, "the ci profile copies inputs"

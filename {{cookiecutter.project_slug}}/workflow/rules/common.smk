@@ -230,7 +230,8 @@ def _sample_row(wildcards):
 def sample_file(column="path"):
     """The job's sample's input file: ``input: sample_file`` for the "path" column,
     ``sample_file("<column>")`` for another input-file column (empty: no file)."""
-    if not isinstance(column, str):  # used itself as the input function: the path column
+    # used itself as the input function: the path column
+    if not isinstance(column, str):
         return _sample_row(column)["files"]["path"]
     if column not in SAMPLE_FILE_COLUMNS:
         raise WorkflowError(

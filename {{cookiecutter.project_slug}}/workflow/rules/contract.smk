@@ -98,8 +98,10 @@ CONFIG_SHA256 = hashlib.sha256(
 # every cluster job, which parses the Snakefile again) and run by the python3 on the
 # job's PATH. Moving the checkout or rebuilding the venv reruns nothing.
 os.environ.update(WORKFLOW_SCRATCH_PY=os.path.join(SCRIPTS, "scratch.py"))
-SCRATCH_MARKER = "__SCRATCH_COMMAND__"  # ends the command's here-document; marks a rule as wrapped
-SCRATCH_RULE = "--rule {rule}"  # formatted by the job; written out in each rule by check_routes()
+# ends the command's here-document; marks a rule as wrapped
+SCRATCH_MARKER = "__SCRATCH_COMMAND__"
+# formatted by the job itself; check_routes() writes it out in each rule's recorded command
+SCRATCH_RULE = "--rule {rule}"
 
 # --------------------------------------------------------------------------
 # notebook rules: jupyter-nbconvert reads workflow/jupyter/ (docs/rule-kinds.md)
@@ -180,7 +182,7 @@ def check_shadow_filesystem():
 def own_rules():
     """The rules of this workflow's own files (not a host's, when used as a module)."""
     own = str(WORKFLOW_DIR)
-    return [rule for rule in workflow.rules if str(rule.snakefile).startswith(own)]
+    return [each for each in workflow.rules if str(each.snakefile).startswith(own)]
 
 
 def under_results(path):
@@ -188,51 +190,63 @@ def under_results(path):
     return str(path).removeprefix(prefix).startswith("results/")
 
 
-def _script_text(rule):
-    with workflow.sourcecache.open(rule.basedir.join(rule.script)) as fh:
+def _script_text(job_rule):
+    with workflow.sourcecache.open(job_rule.basedir.join(job_rule.script)) as fh:
         return fh.read()
 
 
-def route_problem(rule):
-    """Why ``rule`` could leave a partial file under results/, or None when it takes a route."""
-    where = f"{os.path.relpath(rule.snakefile)}:{rule.lineno} (rule {rule.name})"
-    if rule.shadow_depth:
+def route_problem(job_rule):
+    """Why ``job_rule`` could leave a partial file under results/, or None when it takes a route."""
+    where = f"{os.path.relpath(job_rule.snakefile)}:{job_rule.lineno} (rule {job_rule.name})"
+    shell, script = job_rule.shellcmd, job_rule.script
+    if job_rule.shadow_depth:
         return None
-    if rule.shellcmd is not None and SCRATCH_MARKER in rule.shellcmd:
-        absolute = [f for f in rule.input if isinstance(f, str) and os.path.isabs(f)]
+    if shell is not None and SCRATCH_MARKER in shell:
+        absolute = [
+            f for f in job_rule.input if isinstance(f, str) and os.path.isabs(f)
+        ]
         if absolute:
             return (
                 f"{where}: input {absolute[0]} is an absolute path, which its command would read outside "
                 "scratch; give it relative to the working directory, e.g. os.path.relpath(config[...]) "
-                "(docs/rule-kinds.md#inputs-outside-the-working-directory)"
+                "(docs/rule-kinds.md#what-the-command-sees)"
             )
         return None
-    if rule.script is not None and rule.script.endswith(".py") and "scratch_job(" in _script_text(rule):
+    if (
+        script is not None
+        and script.endswith(".py")
+        and "scratch_job(" in _script_text(job_rule)
+    ):
         return None
-    fix = {
-        "shell": 'wrap its command in scratch("...")',
-        "script": "open `with scratch_job(snakemake) as job:` in its Python script, or add shadow: \"minimal\"",
-    }
-    kind = "shell" if rule.shellcmd is not None else "script" if rule.script is not None else None
-    how = fix.get(kind, 'add shadow: "minimal"')
-    outputs = ", ".join(str(f) for f in rule.output if under_results(f))
+    if shell is not None:
+        how = 'wrap its command in scratch("...")'
+    elif script is not None:
+        how = 'open `with scratch_job(snakemake) as job:` in its Python script, or add shadow: "minimal"'
+    else:
+        how = 'add shadow: "minimal"'
+    outputs = ", ".join(str(f) for f in job_rule.output if under_results(f))
     return f"{where} writes {outputs} without a route that makes it appear whole: {how} (docs/rule-kinds.md)"
 
 
 def check_routes():
     """Refuse, before any job and in `snakemake --lint`, rules that write under results/ without a route."""
-    for each in own_rules():  # the recorded command names its rule, as the job's own formatting will
+    # the recorded command names its rule, as the job's own formatting of it will
+    for each in own_rules():
         if each.shellcmd is not None and SCRATCH_MARKER in each.shellcmd:
             each.shellcmd = each.shellcmd.replace(SCRATCH_RULE, f"--rule {each.name}")
     problems = [
         problem
-        for rule in own_rules()
-        if any(under_results(f) for f in rule.output)
-        for problem in [route_problem(rule)]
+        for each in own_rules()
+        if any(under_results(f) for f in each.output)
+        for problem in [route_problem(each)]
         if problem
     ]
     if problems:
-        raise WorkflowError("\n".join(["A file under results/ must appear whole or not at all:", *problems]))
+        raise WorkflowError(
+            "\n".join(
+                ["A file under results/ must appear whole or not at all:", *problems]
+            )
+        )
 
 
 # --------------------------------------------------------------------------
@@ -270,7 +284,9 @@ def stale_results():
     for folder, _, names in os.walk("results"):
         for name in names:
             path = os.path.join(folder, name)
-            if scratch_mechanism.PARTIAL_MARK in name or is_final(path):  # a copy-back under way
+            if scratch_mechanism.PARTIAL_MARK in name or is_final(
+                path
+            ):  # a copy-back under way
                 continue
             found.append(path)
     return sorted(found)
@@ -279,7 +295,9 @@ def stale_results():
 def report_stale_results():
     stale = stale_results()
     if stale and workflow.is_main_process:
-        listed = ", ".join(stale[:3]) + (f" and {len(stale) - 3} more" if len(stale) > 3 else "")
+        listed = ", ".join(stale[:3]) + (
+            f" and {len(stale) - 3} more" if len(stale) > 3 else ""
+        )
         print(
             f"WARNING: {listed} under results/ {'are' if len(stale) > 1 else 'is'} no final output "
             f"(FINAL_OUTPUTS); never published, and moved to {STALE_RESULTS}/ when jobs next run.",
@@ -300,18 +318,26 @@ def set_aside_stale_results():
     for folder, dirs, names in sorted(os.walk("results"), reverse=True):
         if folder != "results" and not dirs and not names and not is_final(folder):
             os.rmdir(folder)
-    print(f"Moved {len(stale)} stale file(s) from results/ to {STALE_RESULTS}/{stamp}/.", file=sys.stderr)
+    print(
+        f"Moved {len(stale)} stale file(s) from results/ to {STALE_RESULTS}/{stamp}/.",
+        file=sys.stderr,
+    )
 
 
 # --------------------------------------------------------------------------
 # final outputs and publication
 # --------------------------------------------------------------------------
-RUNS_RECORD = Path(".snakemake/contract/runs.jsonl")  # which context each run used, for provenance
+RUNS_RECORD = Path(
+    ".snakemake/contract/runs.jsonl"
+)  # which context each run used, for provenance
 
 
 def record_run_context():
     RUNS_RECORD.parent.mkdir(parents=True, exist_ok=True)
-    run = {"context": CONTEXT, "started": datetime.datetime.now(datetime.UTC).timestamp()}
+    run = {
+        "context": CONTEXT,
+        "started": datetime.datetime.now(datetime.UTC).timestamp(),
+    }
     with open(RUNS_RECORD, "a", encoding="utf-8") as fh:
         fh.write(json.dumps(run | {"host": os.uname().nodename}) + "\n")
 
@@ -319,7 +345,11 @@ def record_run_context():
 def context_at(moment, runs):
     """The context of the last run that started before ``moment`` (a job's start), or "unknown"."""
     earlier = [run for run in runs if run["started"] <= moment]
-    return max(earlier, key=lambda run: run["started"])["context"] if earlier else "unknown"
+    return (
+        max(earlier, key=lambda run: run["started"])["context"]
+        if earlier
+        else "unknown"
+    )
 
 
 def published_set(final_outputs):
@@ -344,7 +374,11 @@ def made_by(publish_set):
     records, unknown = {}, []
     runs = []
     if RUNS_RECORD.exists():
-        runs = [json.loads(line) for line in RUNS_RECORD.read_text(encoding="utf-8").splitlines() if line]
+        runs = [
+            json.loads(line)
+            for line in RUNS_RECORD.read_text(encoding="utf-8").splitlines()
+            if line
+        ]
     for name, source in publish_set.items():
         record = workflow.persistence.metadata(IOFile(source))
         if record is None or record.incomplete or record.endtime is None:
