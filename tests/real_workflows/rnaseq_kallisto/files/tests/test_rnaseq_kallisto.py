@@ -1,0 +1,76 @@
+"""What this workflow computes: every sample's reads are trimmed and quantified against every transcript of
+the transcriptome; the estimated counts account for the read pairs; the count matrix holds each sample's
+table; MultiQC reports on every sample; a rebuild gives the published tables the same bytes."""
+
+import csv
+import gzip
+import json
+from pathlib import Path
+
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def samples():
+    with open(REPO / "config/samples.tsv", encoding="utf-8") as fh:
+        return list(csv.DictReader(fh, delimiter="\t"))
+
+
+def transcript_ids(repo):
+    config = yaml.safe_load((repo / "config/config.yaml").read_text())
+    text = (repo / config["transcriptome"]).read_text()
+    return [line[1:].split()[0] for line in text.splitlines() if line.startswith(">")]
+
+
+def read_pairs(path):
+    with gzip.open(path, "rt") as fh:
+        return sum(1 for _ in fh) // 4
+
+
+def table(path):
+    with open(path, encoding="utf-8") as fh:
+        return list(csv.DictReader(fh, delimiter="\t"))
+
+
+def test_each_sample_is_quantified_against_every_transcript_and_its_counts_account_for_its_pairs(
+    workflow_copy, run_snakemake
+):
+    run_snakemake(workflow_copy, "--profile", "profiles/local")
+    transcripts = transcript_ids(workflow_copy)
+    matrix = {row["target_id"]: row for row in table(workflow_copy / "results/est_counts.tsv")}
+    assert sorted(matrix) == sorted(transcripts)
+    for s in samples():
+        pairs = read_pairs(workflow_copy / "data/inputs" / s["path"])
+        assert read_pairs(workflow_copy / "data/inputs" / s["fq2"]) == pairs, "R1 and R2 hold the same pairs"
+
+        fastp = json.loads((workflow_copy / f"results/qc/fastp/{s['sample']}.fastp.json").read_text())
+        assert fastp["summary"]["before_filtering"]["total_reads"] == 2 * pairs
+        kept = fastp["summary"]["after_filtering"]["total_reads"] // 2
+        assert 0.9 * pairs <= kept <= pairs, f"{s['sample']}: fastp kept {kept} of {pairs} pairs"
+        assert fastp["adapter_cutting"]["adapter_trimmed_reads"] > 0, "short fragments read into the adapter"
+
+        rows = table(workflow_copy / f"results/abundance/{s['sample']}.tsv")
+        assert [r["target_id"] for r in rows] == transcripts, "every transcript, in the transcriptome's order"
+        assert (workflow_copy / f"results/kallisto/{s['sample']}/abundance.tsv").read_bytes() == (
+            workflow_copy / f"results/abundance/{s['sample']}.tsv"
+        ).read_bytes()
+        counts = sum(float(r["est_counts"]) for r in rows)
+        assert 0.9 * kept <= counts <= kept + 0.5, f"{s['sample']}: {counts} estimated of {kept} trimmed pairs"
+        assert abs(sum(float(r["tpm"]) for r in rows) - 1e6) < 10
+        run_info = json.loads((workflow_copy / f"results/kallisto/{s['sample']}/run_info.json").read_text())
+        assert run_info["n_processed"] == kept
+        for r in rows:
+            assert matrix[r["target_id"]][s["sample"]] == r["est_counts"]
+
+    report = (workflow_copy / "results/qc/multiqc.html").read_text()
+    for module in ("fastp", "kallisto"):
+        assert f'id="mqc-module-section-{module}"' in report, f"MultiQC found no {module} results"
+
+
+def test_a_forced_rebuild_gives_the_published_tables_the_same_bytes(workflow_copy, run_snakemake):
+    run_snakemake(workflow_copy, "--profile", "profiles/local")
+    tables = sorted((workflow_copy / "results/abundance").glob("*.tsv")) + [workflow_copy / "results/est_counts.tsv"]
+    first = {p: p.read_bytes() for p in tables}
+    run_snakemake(workflow_copy, "--profile", "profiles/local", "--forceall")
+    assert {p: p.read_bytes() for p in tables} == first
