@@ -49,6 +49,12 @@ CONFIG_SCHEMA = {
         "default": 0.001,
     },
 }
+CONDA_ENVS = {  # workflow/envs/<name>.yaml: the versions of Debian 12's packages
+    "mapping": ["bwa=0.7.17", "samtools=1.16.1"],
+    "samtools": ["samtools=1.16.1"],
+    "calling": ["bcftools=1.16"],
+    "plot": [f"matplotlib-base={MATPLOTLIB}"],
+}
 GROUPS = {  # rule: group, in profiles/slurm and profiles/cluster-sim
     "bwa_map": "per_sample",
     "samtools_sort": "per_sample",
@@ -204,6 +210,16 @@ def apply(repo: Path, site: Path) -> None:
     text, n = re.subn(r"^FINAL_OUTPUTS = \{\n.*?^\}\n", FINAL_OUTPUTS, text, flags=re.M | re.S)
     assert n == 1, "workflow/Snakefile: FINAL_OUTPUTS"
     snakefile.write_text(text)
+    # `make lint` (snakemake --lint) wants a conda environment for each rule, as the example's rules have
+    # (workflow/envs/base.yaml): the same tool versions as the Debian packages the tests run, and the
+    # Python that the scratch wrapper of a shell rule needs inside the environment
+    python = re.search(r"^  - python=(\S+)$", (repo / "environment.yaml").read_text(), re.M).group(1)
+    for env, tools in CONDA_ENVS.items():
+        (repo / f"workflow/envs/{env}.yaml").write_text(
+            "# Software of the rules that use it, pinned exactly (conda-forge, bioconda).\n"
+            "channels:\n  - conda-forge\n  - bioconda\n  - nodefaults\ndependencies:\n"
+            + "".join(f"  - {spec}\n" for spec in [f"python={python}", *tools])
+        )
     # the plot's Python package, pinned as requirements.txt and environment.yaml pin everything
     add_pin(repo / "requirements.txt", f"matplotlib=={MATPLOTLIB}", "PyYAML==")
     add_pin(repo / "environment.yaml", f"  - matplotlib={MATPLOTLIB}", "  - pyyaml=")

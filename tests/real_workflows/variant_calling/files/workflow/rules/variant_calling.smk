@@ -15,6 +15,8 @@ rule bwa_map:
         bam=temp("work/mapped/{sample}.bam"),
     log:
         "logs/bwa_map/{sample}.log",
+    conda:
+        "../envs/mapping.yaml"
     params:
         read_group=r"@RG\tID:{sample}\tSM:{sample}",
     shell:
@@ -33,6 +35,8 @@ rule samtools_sort:
         bam="results/sorted/{sample}.bam",
     log:
         "logs/samtools_sort/{sample}.log",
+    conda:
+        "../envs/samtools.yaml"
     shell:
         scratch(
             "exec 2> {log:q}; "
@@ -47,6 +51,8 @@ rule samtools_index:
         bai="results/sorted/{sample}.bam.bai",
     log:
         "logs/samtools_index/{sample}.log",
+    conda:
+        "../envs/samtools.yaml"
     shell:
         scratch("exec 2> {log:q}; samtools index {input.bam:q}")
 
@@ -61,6 +67,8 @@ rule bcftools_call:
         calls="results/calls/all.vcf",
     log:
         "logs/bcftools_call/all.log",
+    conda:
+        "../envs/calling.yaml"
     params:
         rate=config["prior_mutation_rate"],
     shell:
@@ -78,5 +86,7 @@ rule plot_quals:
         plot="results/plots/quals.svg",
     log:
         "logs/plot_quals/quals.log",
+    conda:
+        "../envs/plot.yaml"
     script:
         "../scripts/plot_quals.py"

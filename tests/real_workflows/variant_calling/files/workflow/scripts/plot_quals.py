@@ -1,11 +1,6 @@
 """A histogram of the quality (QUAL) of the variant calls, as an SVG that is the same bytes on every run."""
 
-import matplotlib
-
-matplotlib.use("Agg")  # no display on a cluster node
-
-import matplotlib.pyplot as plt  # noqa: E402
-from scratch import scratch_job  # noqa: E402
+from scratch import scratch_job
 
 
 def qualities(path):
@@ -15,17 +10,26 @@ def qualities(path):
         return [float(row[5]) for row in rows if row[5] != "."]
 
 
+def plot(quals, path):
+    import matplotlib
+
+    matplotlib.use("Agg")  # no display on a cluster node
+    import matplotlib.pyplot as plt
+
+    plt.rcParams["svg.hashsalt"] = "plot_quals"  # fixed ids in the SVG instead of random ones
+    fig, ax = plt.subplots(figsize=(5, 4))
+    ax.hist(quals, bins=20)
+    ax.set_xlabel("QUAL")
+    ax.set_ylabel("variants")
+    fig.tight_layout()
+    fig.savefig(path, format="svg", metadata={"Date": None})  # no time stamp
+    plt.close(fig)
+
+
 def main(smk) -> None:
     with scratch_job(smk) as job:
         quals = qualities(job.input.calls)
-        plt.rcParams["svg.hashsalt"] = "plot_quals"  # fixed ids in the SVG instead of random ones
-        fig, ax = plt.subplots(figsize=(5, 4))
-        ax.hist(quals, bins=20)
-        ax.set_xlabel("QUAL")
-        ax.set_ylabel("variants")
-        fig.tight_layout()
-        fig.savefig(job.output.plot, format="svg", metadata={"Date": None})  # no time stamp
-        plt.close(fig)
+        plot(quals, job.output.plot)
         with open(job.log[0], "a", encoding="utf-8") as log:
             log.write(f"{len(quals)} variant qualities plotted\n")
 
