@@ -72,7 +72,8 @@ def write_crate(
     workflow = add_workflow(crate, snakefile, name, version, provenance, repository, authors)
     values = add_inputs(crate, workflow, provenance, config_files, sheet, sheet_max_bytes)
     outputs = add_outputs(crate, workflow, manifest["files"])
-    crate.root_dataset["mentions"] = add_run(crate, workflow, provenance, values, outputs, job_times)
+    built_in = sorted({e["context"] for e in manifest["files"] if e.get("context")}) or [provenance.get("context")]
+    crate.root_dataset["mentions"] = add_run(crate, workflow, provenance, values, outputs, job_times, built_in)
     for path, source in copies.items():
         (Path(release_dir) / path).parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(source, Path(release_dir) / path)
@@ -153,7 +154,8 @@ def add_outputs(crate, workflow, files):
         if entry.get("made_at"):
             properties["dateCreated"] = entry["made_at"]
         if entry.get("rule"):
-            properties["description"] = f"made by rule {entry['rule']}"
+            made_in = f" with profiles/{entry['context']}" if entry.get("context") else ""
+            properties["description"] = f"made by rule {entry['rule']}{made_in}"
         outputs.append(crate.add_file(dest_path=entry["path"], properties=properties))
     purpose = "Every file the publish step released."
     workflow["output"] = add_parameter(crate, "published files", "File", outputs, purpose)
@@ -161,9 +163,10 @@ def add_outputs(crate, workflow, files):
     return outputs
 
 
-def add_run(crate, workflow, provenance, values, outputs, job_times):
-    """The CreateAction: the run of ``workflow`` with ``values`` and the operating context that made ``outputs``."""
-    context, snakemake = provenance.get("context", "unknown"), provenance.get("snakemake_version")
+def add_run(crate, workflow, provenance, values, outputs, job_times, built_in):
+    """The CreateAction: the run of ``workflow`` with ``values`` and the operating context(s) whose jobs made
+    ``outputs`` (``built_in``; the publish command's own context is in MANIFEST.json)."""
+    context, snakemake = " and ".join(map(str, built_in)), provenance.get("snakemake_version")
     where = f"profiles/{context} on host {provenance.get('host', 'unknown')}, Snakemake {snakemake}"
     how = "snakemake --profile profiles/<context>"
     operating = add_value(crate, "#operating-context", "operating context", how, context, where)
