@@ -14,6 +14,7 @@ def read_pair(wildcards):
     sample_file and sample_file("fq2") are combined here."""
     return [sample_file(wildcards), sample_file("fq2")(wildcards)]
 
+
 # The site's transcriptome by absolute path, resolved here from config's path relative to the working
 # directory: a shadow rule (kallisto_index, a wrapper) refuses an input above the working directory
 # ("../site/..."), and Snakemake's message says to give it by absolute path instead.

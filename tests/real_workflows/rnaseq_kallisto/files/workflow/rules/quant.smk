@@ -20,10 +20,10 @@ rule fastp_pe:
         json="results/qc/fastp/{sample}.fastp.json",
     log:
         "logs/fastp_pe/{sample}.log",
-    params:
-        extra=config["fastp_extra"],
     shadow:
         "minimal"
+    params:
+        extra=config["fastp_extra"],
     wrapper:
         "v5.0.0/bio/fastp"
 
@@ -35,10 +35,10 @@ rule kallisto_index:
         index=temp("work/kallisto/transcripts.idx"),
     log:
         "logs/kallisto_index/kallisto_index.log",
-    params:
-        extra=config["kallisto_index_extra"],
     shadow:
         "minimal"
+    params:
+        extra=config["kallisto_index_extra"],
     wrapper:
         "v5.0.0/bio/kallisto/index"
 
@@ -51,10 +51,10 @@ rule kallisto_quant:
         quant=directory("results/kallisto/{sample}"),
     log:
         "logs/kallisto_quant/{sample}.log",
-    params:
-        extra=config["kallisto_quant_extra"],
     shadow:
         "minimal"
+    params:
+        extra=config["kallisto_quant_extra"],
     wrapper:
         "v5.0.0/bio/kallisto/quant"
 
@@ -66,6 +66,8 @@ rule abundance_table:
         table="results/abundance/{sample}.tsv",
     log:
         "logs/abundance_table/{sample}.log",
+    conda:
+        "../envs/base.yaml"
     shell:
         scratch("exec 2> {log:q}; cp {input.quant:q}/abundance.tsv {output.table:q}")
 
@@ -77,6 +79,8 @@ rule count_matrix:
         counts="results/est_counts.tsv",
     log:
         "logs/count_matrix/count_matrix.log",
+    conda:
+        "../envs/base.yaml"
     params:
         samples=SAMPLE_IDS,
     script:
@@ -92,9 +96,9 @@ rule multiqc:
         html="results/qc/multiqc.html",
     log:
         "logs/multiqc/multiqc.log",
-    params:
-        extra=config["multiqc_extra"],
     shadow:
         "minimal"
+    params:
+        extra=config["multiqc_extra"],
     wrapper:
         "v5.0.0/bio/multiqc"
