@@ -113,3 +113,21 @@ def test_publish_from_a_dirty_work_tree_is_recorded_and_warned_about(render, sna
     dirty = snakemake(repo, *LOCAL, "publish")
     assert "WARNING: the workflow's git work tree has uncommitted changes" in dirty.output
     assert json.loads((repo / "publish/current/MANIFEST.json").read_text())["provenance"]["git_dirty"] is True
+
+
+def test_each_published_file_records_the_context_whose_job_made_it_and_publish_its_own(render, snakemake):
+    repo = render()
+    snakemake(repo, "--profile", "profiles/cluster-sim", timeout=600)
+    snakemake(repo, *LOCAL, "publish")
+    manifest = json.loads((repo / "publish/current/MANIFEST.json").read_text())
+    assert manifest["provenance"]["context"] == "local", "the publish command's own context"
+    assert {e["path"]: e["context"] for e in manifest["files"]} == {e["path"]: "cluster-sim" for e in manifest["files"]}
+    crate = json.loads((repo / "publish/current/ro-crate-metadata.json").read_text())
+    (run,) = [e for e in crate["@graph"] if e.get("@id") == "#run"]
+    assert run["name"].endswith("with profiles/cluster-sim")
+    described = [
+        e["description"]
+        for e in crate["@graph"]
+        if e.get("@type") == "File" and "made by rule" in e.get("description", "")
+    ]
+    assert described and all(d.endswith("with profiles/cluster-sim") for d in described)
