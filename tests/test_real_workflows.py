@@ -32,7 +32,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import hand_over, isolated_env, missing_in_ci_fails, node_tmp, run_command, tool, workflow_user
+from conftest import BIN, hand_over, isolated_env, missing_in_ci_fails, node_tmp, run_command, tool, workflow_user
 from slurm_cluster import OVERRIDES, SITE, configure_site, jobs_in, unavailable
 
 PORTS_DIR = Path(__file__).parent / "real_workflows"
@@ -59,10 +59,13 @@ def port_and_context():
 
 
 def need_tools(name, port):
-    missing = [t for t in port.TOOLS if not shutil.which(t)]
+    """Skip (fail in CI) when a tool of the port is not on the PATH its runs get: the venv's bin first."""
+    path = f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}"
+    missing = [t for t in port.TOOLS if not shutil.which(t, path=path)]
     if missing:
         missing_in_ci_fails(
-            f"port {name} needs {', '.join(missing)} on PATH (Debian: apt-get install {port.SYSTEM_PACKAGES})"
+            f"port {name} needs {', '.join(missing)} on PATH (Debian packages: apt-get install "
+            f"{port.SYSTEM_PACKAGES}; Python packages: the template's requirements.txt)"
         )
 
 
