@@ -42,10 +42,12 @@ def pytest_configure(config):
     (a nested one, another developer's) resets it to 0700, cutting off commands already running."""
     if not IS_ROOT or hasattr(config, "workerinput"):
         return
+    created = False
     for name in (TEST_USER, SECOND_USER):
         try:
             pwd.getpwnam(name)
         except KeyError:
+            created = True
             subprocess.run(
                 [
                     "useradd",
@@ -59,6 +61,10 @@ def pytest_configure(config):
                 ],
                 check=True,
             )
+    if created and shutil.which("scontrol"):
+        # a Slurm controller started before the users existed (tests/slurm/up.sh in .ci/run) knows their
+        # names without a uid and rejects their jobs ("Invalid account"); reconfiguring makes it look again
+        subprocess.run(["scontrol", "reconfigure"], capture_output=True, timeout=60)
     if config.option.basetemp is None:
         root = Path(tempfile.mkdtemp(prefix="template-tests-"))
         os.chmod(root, 0o711)

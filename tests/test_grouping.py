@@ -40,6 +40,10 @@ def add_grouped_failing_rule(repo: Path, profile: str) -> None:
     (repo / "workflow/rules/failing_member.smk").write_text(FAILING_MEMBER)
     with open(repo / "workflow/Snakefile", "a") as fh:
         fh.write('\ninclude: "rules/failing_member.smk"\n')
+        # final, not published: results/ holds only final outputs
+        fh.write(
+            '\nFINAL_OUTPUTS.update(dict.fromkeys(expand("results/failing_member/{sample}.txt", sample=SAMPLE_IDS)))\n'
+        )
     config = repo / "profiles" / profile / "config.yaml"
     text = config.read_text()
     assert "\n  tokenize: per_sample" in text, "the profile groups tokenize per sample"

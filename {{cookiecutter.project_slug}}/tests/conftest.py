@@ -20,8 +20,13 @@ def snakemake_cmd():
 
 @pytest.fixture
 def workflow_copy(tmp_path):
-    """A fresh copy of this repository's workflow, config and profiles."""
-    dest = tmp_path / "repo"
+    """A fresh copy of this repository's workflow, config and profiles. The folders beside the checkout
+    are linked beside the copy, so inputs outside it (a shared reference at ../refs/) resolve the same."""
+    dest = tmp_path / "workspace" / "repo"
+    dest.parent.mkdir()
+    for sibling in REPO.parent.iterdir():
+        if sibling.name != dest.name and sibling != REPO:
+            (dest.parent / sibling.name).symlink_to(sibling)
     ignore = shutil.ignore_patterns(".snakemake", "results", "publish", "logs", "work", ".venv", ".git", "__pycache__")
     shutil.copytree(REPO, dest, ignore=ignore, symlinks=True)
     return dest

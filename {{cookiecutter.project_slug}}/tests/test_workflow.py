@@ -36,9 +36,7 @@ def final_outputs(repo, run_snakemake):
 def results_of(repo):
     """{path: bytes} of every file under results/; a volatile file's bytes are not compared."""
     files = sorted(p for p in (repo / "results").rglob("*") if p.is_file())
-    return {
-        str(p.relative_to(repo)): None if is_volatile(str(p.relative_to(repo))) else p.read_bytes() for p in files
-    }
+    return {str(p.relative_to(repo)): None if is_volatile(str(p.relative_to(repo))) else p.read_bytes() for p in files}
 
 
 def is_volatile(path):
@@ -64,11 +62,11 @@ def test_each_local_context_builds_exactly_the_final_outputs_and_publishes_nothi
 
 
 @pytest.mark.skipif("cluster-sim" not in CONTEXTS, reason="this repository has no profiles/cluster-sim")
-def test_the_simulated_cluster_gives_the_same_results_as_local(workflow_copy, tmp_path, run_snakemake):
+def test_the_simulated_cluster_gives_the_same_results_as_local(workflow_copy, run_snakemake):
     import shutil
 
     local = workflow_copy
-    sim = tmp_path / "sim"
+    sim = workflow_copy.parent / "sim"  # beside the copy, where the folders beside the checkout are linked
     shutil.copytree(local, sim, symlinks=True)
     run_snakemake(local, "--profile", "profiles/local")
     run_snakemake(sim, "--profile", "profiles/cluster-sim", timeout=600)

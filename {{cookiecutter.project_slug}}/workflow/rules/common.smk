@@ -118,11 +118,13 @@ def _row_problem(row, id_max, file_columns):
 
 
 def input_file_columns(schema):
-    return [
+    """The sheet's file columns: "path", which every sheet has, and those the schema marks."""
+    marked = [
         name
         for name, spec in schema["properties"].items()
         if spec.get("format") == INPUT_FILE_FORMAT
     ]
+    return list(dict.fromkeys(["path", *marked]))
 
 
 def load_samples(sheet_path, input_dir):

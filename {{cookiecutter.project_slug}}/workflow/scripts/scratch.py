@@ -199,7 +199,11 @@ class ScratchJob:
         # runs WORKDIR_LEVEL levels below the job dir.
         up = max((_levels_up(p) for p in self.inputs + self.logs if not os.path.isabs(p)), default=0)
         digest = hashlib.sha256("\0".join([self.workdir, *self.outputs]).encode()).hexdigest()[:12]
-        label = re.sub(r"[^A-Za-z0-9_.=-]+", "_", ".".join(filter(None, [self.rule or os.path.basename(next(iter(self.outputs), "job")), self.wildcards])))
+        label = re.sub(
+            r"[^A-Za-z0-9_.=-]+",
+            "_",
+            ".".join(filter(None, [self.rule or os.path.basename(next(iter(self.outputs), "job")), self.wildcards])),
+        )
         self.name = f"{label.strip('._')[:100]}.{digest}"
         self.dir = self.cwd = None
         self._up = up
@@ -355,7 +359,7 @@ def scratch_job(smk):
     """
     resources = smk.resources
     policy = {name: getattr(resources, name, None) for name in ("tmpdir", *POLICY)}
-    wildcards = ",".join(f"{k}={v}" for k, v in smk.wildcards.items())
+    wildcards = ",".join(f"{k}={v}" for k, v in smk.wildcards.items())  # as a shell job's {wildcards:q}
     job = ScratchJob(smk.input, smk.output, smk.log, policy, rule=smk.rule, wildcards=wildcards).start()
     job.input, job.output = Paths(smk.input, job.in_scratch), Paths(smk.output, job.in_scratch)
     job.log = Paths(smk.log, os.path.abspath)
@@ -448,7 +452,9 @@ def main(argv=None) -> int:
         return 2
     try:
         policy = {name: getattr(args, name) for name in ("tmpdir", *POLICY)}
-        job = ScratchJob(args.input, args.output, args.log, policy, args.rule, ",".join(args.wildcards), literal_paths=True)
+        job = ScratchJob(
+            args.input, args.output, args.log, policy, args.rule, ",".join(args.wildcards), literal_paths=True
+        )
         return run_shell(job, command)
     except (OSError, ScratchError) as exc:
         print(f"ERROR: {exc}", file=sys.stderr)
