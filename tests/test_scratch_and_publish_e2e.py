@@ -135,7 +135,11 @@ def test_scratch_records_show_where_each_job_worked(render, snakemake, node_scra
     assert {r["outputs"][0] for r in records if r["rule"] == "tokenize"} == {
         f"work/tokens/{s}.tokens" for s in ("alpha", "beta", "gamma")
     }
-    assert {r["wildcards"] for r in records if r["rule"] == "tokenize"} == {"sample=alpha", "sample=beta", "sample=gamma"}
+    assert {r["wildcards"] for r in records if r["rule"] == "tokenize"} == {
+        "sample=alpha",
+        "sample=beta",
+        "sample=gamma",
+    }
     assert all(r["status"] == "ok" and r["removed"] for r in records)
     assert {r["root"] for r in records} == {str(node_tmp / f"{repo.name}-ci-scratch-{repo.stat().st_uid}")}
     assert {r["staging"] for r in records} == {"copy"}, "the ci profile copies inputs"
