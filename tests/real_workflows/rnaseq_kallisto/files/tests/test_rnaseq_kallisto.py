@@ -2,9 +2,11 @@
 the transcriptome; the estimated counts account for the read pairs; the count matrix holds each sample's
 table; MultiQC reports on every sample; a rebuild gives the published tables the same bytes."""
 
+import base64
 import csv
 import gzip
 import json
+import re
 from pathlib import Path
 
 import yaml
@@ -66,6 +68,16 @@ def test_each_sample_is_quantified_against_every_transcript_and_its_counts_accou
     report = (workflow_copy / "results/qc/multiqc.html").read_text()
     for module in ("fastp", "kallisto"):
         assert f'id="mqc-module-section-{module}"' in report, f"MultiQC found no {module} results"
+    # one row per sample: kallisto's figures carry the sample id, not the name of its R1 file
+    plots = json.loads(gzip.decompress(base64.b64decode(plot_data(report))))
+    assert sorted(plots["kallisto_alignment"]["datasets"][0]["samples"]) == sorted(s["sample"] for s in samples())
+
+
+def plot_data(report):
+    """The plot data MultiQC 1.35 embeds in its report (gzipped JSON, base64)."""
+    found = re.search(r'<script type="text/plain" id="mqc_compressed_plotdata">([^<]+)</script>', report)
+    assert found, "MultiQC's report holds its plot data"
+    return found.group(1)
 
 
 def test_a_forced_rebuild_gives_the_published_tables_the_same_bytes(workflow_copy, run_snakemake):
