@@ -279,21 +279,9 @@ def apply(repo: Path, site: Path) -> None:
         if ci.exists():
             ci.write_text(ci.read_text().replace('SYSTEM_PACKAGES: ""', f'SYSTEM_PACKAGES: "{SYSTEM_PACKAGES}"'))
 
-    # 5. tests (copied above). The generated tests run a copy of the checkout at <tmp>/repo, where the
-    # transcriptome's path relative to the checkout (../site/...) leads nowhere; no doc says what to do, so
-    # this edits the template's tests/conftest.py as a user would: the site beside the copy too.
+    # 5. tests (copied above): the generated tests copy the checkout beside links to its neighbours, so
+    # ../site/ resolves in the copies too
     assert site.parent == repo.parent, "the site is expected beside the checkout (../site)"
-    conftest = repo / "tests/conftest.py"
-    text, n = re.subn(
-        r"^(    shutil\.copytree\(REPO, dest, .*\)\n)",
-        r"\1"
-        "    # files outside the checkout that config names relative to it (../site/...): beside the copy too\n"
-        f'    (tmp_path / "{site.name}").symlink_to(REPO.parent / "{site.name}")\n',
-        conftest.read_text(),
-        flags=re.M,
-    )
-    assert n == 1, "tests/conftest.py: the copy of workflow_copy"
-    conftest.write_text(text)
 
     # 6. docs: regenerate, then the prose that described the example
     readme = repo / "README.md"
