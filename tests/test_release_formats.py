@@ -23,9 +23,25 @@ import yaml
 from conftest import isolated_env, load_json, run_command
 
 # The validator's profile for Workflow Run Crate 0.5 (it includes Process Run Crate 0.5, Workflow
-# RO-Crate 1.0 and RO-Crate 1.1) and the severity at which a crate conforms: its MUST requirements.
+# RO-Crate 1.0 and RO-Crate 1.1) and the severity checked: its MUST and SHOULD requirements.
 PROFILE = "workflow-run-crate-0.5"
-SEVERITY = "REQUIRED"
+SEVERITY = "RECOMMENDED"
+# SHOULDs a release meets once the project says what the template cannot know: a repository URL
+# (CITATION.cff repository-code, or the git remote origin) is the workflow's url, an author's
+# website in CITATION.cff that author's url.
+NEEDS_PROJECT_DATA = {
+    "process-run-crate-0.5_3.2": "The Application SHOULD have a url",
+    "ro-crate-1.1_31.2": "The organization SHOULD have a URL.",
+}
+# SHOULDs no release meets honestly. The main workflow's @id is its copy's path in the release:
+# Workflow RO-Crate wants that file in the crate (checked at REQUIRED, by fetching an absolute URL),
+# so it cannot also be the absolute URI Process Run Crate asks of SoftwareSourceCode
+# (roc-validator issue 51). Nothing in a project names an organisation that publishes its results:
+# the workflow's authors need not be the ones who run it.
+UNMET = {
+    "process-run-crate-0.5_5.1": "The SoftwareApplication id SHOULD be an absolute URI",
+    "ro-crate-1.1_22.3": "The `publisher` property of a `Root Data Entity` SHOULD be an `Organization`",
+}
 CRATE_CONTEXT = "https://w3id.org/ro/crate/1.1/context"
 CFFCONVERT = "cffconvert==2.0.0"
 
@@ -88,6 +104,13 @@ def validate_crate(release, monkeypatch):
     return result.passed(), issues
 
 
+def unmet(issues, expected):
+    """Assert that the validator's ``issues`` are exactly the SHOULDs in ``expected``, and no MUST."""
+    assert {(severity, check, message) for severity, check, message in issues} == {
+        ("Severity.RECOMMENDED", check, message) for check, message in expected.items()
+    }, f"roc-validator -p {PROFILE} -l {SEVERITY}: {issues}"
+
+
 def entities(crate):
     return {e["@id"]: e for e in crate["@graph"]}
 
@@ -113,8 +136,8 @@ def test_published_release_is_a_workflow_run_crate_that_roc_validator_accepts(re
     size = (release / "ro-crate-metadata.json").stat().st_size
     print(f"ro-crate-metadata.json: {size} bytes for {len(manifest['files'])} published files")
 
-    passed, issues = validate_crate(release, monkeypatch)
-    assert passed, f"roc-validator -p {PROFILE} -l {SEVERITY}: {issues}"
+    # the template's defaults: no repository URL yet, an author without a website
+    unmet(validate_crate(release, monkeypatch)[1], NEEDS_PROJECT_DATA | UNMET)
 
     graph = entities(crate)
     assert crate["@context"][0] == CRATE_CONTEXT
@@ -142,6 +165,19 @@ def test_published_release_is_a_workflow_run_crate_that_roc_validator_accepts(re
     assert graph["#operating-context"]["value"] == "local"
     sheet = graph["config/samples.tsv"]  # small: included, and listed by checksum
     assert sheet in objects and sheet["sha256"] == sha256(repo / "config/samples.tsv") == sha256(release / sheet["@id"])
+    # the sample files the sheet names: inputs of the run, by path, size and checksum
+    inputs = {o["name"]: o for o in objects if o["@id"].startswith("#sample-file-")}
+    assert sorted(inputs) == sorted(f"data/inputs/{sample}.txt" for sample in ("alpha", "beta", "gamma"))
+    for path, described in inputs.items():
+        assert described["@type"] == "File" and described["encodingFormat"] == "text/plain"
+        assert described["sha256"] == sha256(repo / path)
+        assert int(described["contentSize"]) == (repo / path).stat().st_size
+    assert {"@id": "#param-sample-files"} in as_list(workflow["input"])
+    # who ran it: the git identity where it was published (conftest's isolated_env)
+    assert graph[run["agent"]["@id"]] == graph["#agent"] and graph["#agent"]["name"] == "Template Test"
+    readme = graph["README.md"]
+    assert readme["about"]["@id"] == "./" and readme["encodingFormat"] == "text/markdown"
+    assert "sha256sum -c SHA256SUMS" in (release / "README.md").read_text()
     # every published file is a result, with its size and sha256, and nothing else is
     results = {r["@id"] for r in as_list(run["result"])}
     assert results == {e["path"] for e in manifest["files"]}
@@ -152,19 +188,90 @@ def test_published_release_is_a_workflow_run_crate_that_roc_validator_accepts(re
         assert described["sha256"] == entry["sha256"] == sha256(release / entry["path"])
     # SHA256SUMS (and so the release name and verify) covers the crate and the copies it holds
     sums = dict(reversed(line.split("  ", 1)) for line in (release / "SHA256SUMS").read_text().splitlines())
-    for name in ("ro-crate-metadata.json", "workflow/Snakefile", "config/samples.tsv"):
+    for name in ("ro-crate-metadata.json", "README.md", "workflow/Snakefile", "config/samples.tsv"):
         assert sums[name] == sha256(release / name), name
 
     # docs/releasing.md: a version bump reaches MANIFEST.json and the crate with the next release
     snakefile = repo / "workflow/Snakefile"
     snakefile.write_text(snakefile.read_text().replace('WORKFLOW_VERSION = "1.2.3"', 'WORKFLOW_VERSION = "1.3.0"'))
+    # and once CITATION.cff says where the repository is and the author's website, the crate says so too
+    citation = repo / "CITATION.cff"
+    text = citation.read_text().replace("    email:", "    website: 'https://lab.example.org'\n    email:", 1)
+    citation.write_text(text + "repository-code: 'https://git.example.org/lab/crate-check'\n")
     snakemake(repo, "--profile", "profiles/local", "--config", "top_words=2")
     snakemake(repo, "--profile", "profiles/local", "publish", "--config", "top_words=2")
     newer = (repo / "publish/current").resolve()
     assert newer != release
     assert load_json(newer / "MANIFEST.json")["provenance"]["workflow_version"] == "1.3.0"
     new_crate = entities(load_json(newer / "ro-crate-metadata.json"))
-    assert new_crate[new_crate["./"]["mainEntity"]["@id"]]["version"] == "1.3.0"
+    new_workflow = new_crate[new_crate["./"]["mainEntity"]["@id"]]
+    assert new_workflow["version"] == "1.3.0" and new_workflow["url"] == "https://git.example.org/lab/crate-check"
+    assert new_crate["#author-1"]["url"] == "https://lab.example.org"
+    unmet(validate_crate(newer, monkeypatch)[1], UNMET)
+
+
+# Media types by extension, as Python's mimetypes has them registered (on Debian: /etc/mime.types
+# from media-types). VCF and BAM have no registered type (.vcf is vCard's); a .gz file is gzip.
+EXPECTED_MEDIA_TYPES = {
+    "calls.vcf": "application/octet-stream",
+    "aligned.bam": "application/octet-stream",
+    "trimmed.fastq.gz": "application/gzip",
+    "plot.svg": "image/svg+xml",
+    "plot.png": "image/png",
+    "table.tsv": "text/tab-separated-values",
+    "summary.json": "application/json",
+    "report.html": "text/html",
+}
+
+
+def test_a_release_types_its_files_and_lists_the_sample_files_with_checksums_up_to_a_size(
+    mechanism, tmp_path, monkeypatch
+):
+    import publish
+    import release_crate
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "results").mkdir()
+    for name in EXPECTED_MEDIA_TYPES:
+        (tmp_path / "results" / name).write_text(f"{name}\n")
+    (tmp_path / "data").mkdir()
+    reads = {sample: tmp_path / f"data/{sample}.fastq.gz" for sample in ("s1", "s2")}
+    for path in reads.values():
+        path.write_bytes(b"@r1\nACGT\n+\nIIII\n")
+    reference = tmp_path / "data/genome.fa"
+    reference.write_bytes(b">chr1\n" + b"ACGT" * 100 + b"\n")
+    monkeypatch.setattr(release_crate, "INPUT_SHA256_MAX_BYTES", 100)  # the reference is larger
+    repo = mechanism.parent.parent
+    describe = release_crate.describer(
+        snakefile=repo / "workflow/Snakefile",
+        citation=repo / "CITATION.cff",
+        config_files=[],
+        sample_sheet=None,
+        sheet_max_bytes=0,
+        job_times=("2026-01-01T00:00:00+00:00", "2026-01-01T00:01:00+00:00"),
+        repository_url=None,
+        sample_files={sample: {"path": str(path), "reference": str(reference)} for sample, path in reads.items()},
+    )
+    entries = {name: f"results/{name}" for name in EXPECTED_MEDIA_TYPES}
+    release = Path(publish.publish(entries, provenance={"context": "test"}, describe=describe)["release"])
+
+    graph = entities(load_json(release / "ro-crate-metadata.json"))
+    assert {name: graph[name]["encodingFormat"] for name in EXPECTED_MEDIA_TYPES} == EXPECTED_MEDIA_TYPES
+    run_inputs = {graph[o["@id"]]["name"]: graph[o["@id"]] for o in as_list(graph["#run"]["object"])}
+    for sample, path in reads.items():
+        described = run_inputs[str(path)]
+        assert described["@type"] == "File" and described["encodingFormat"] == "application/gzip"
+        assert described["sha256"] == sha256(path) and described["contentSize"] == str(path.stat().st_size)
+        assert described["description"] == f"input file of sample {sample} (path)"
+    shared = run_inputs[str(reference)]  # one entity for the file both samples name: by path and size only
+    assert "sha256" not in shared and shared["contentSize"] == str(reference.stat().st_size)
+    assert (
+        shared["description"]
+        == "input file of sample s1 (reference), s2 (reference); not hashed: larger than 100 bytes"
+    )
+    assert len(run_inputs) == 3 + 2  # and the configuration's two values (#config, #operating-context)
+    issues = validate_crate(release, monkeypatch)[1]
+    assert not [issue for issue in issues if issue[0] == "Severity.REQUIRED"], issues
 
 
 def test_sha256sum_and_verify_agree_on_a_good_and_a_tampered_release(render, snakemake, tmp_path):

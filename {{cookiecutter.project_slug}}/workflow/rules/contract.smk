@@ -479,6 +479,9 @@ def publish_release(publish_set, log):
                     workflow.persistence, publish_set.values()
                 ),
                 repository_url=workflow_repository_url(release_crate),
+                sample_files={
+                    sample: SAMPLES[sample]["files"] for sample in SAMPLE_IDS
+                },
             ),
         )
     except (publish_mechanism.PublishError, release_crate.CrateError) as exc:

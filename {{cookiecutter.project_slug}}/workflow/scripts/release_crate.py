@@ -2,10 +2,11 @@
 
 ``publish.publish(describe=describer(...))`` calls ``write_crate`` while a release is staged: it
 writes ``ro-crate-metadata.json`` and copies of the main workflow file and (if small enough) the
-sample sheet, so SHA256SUMS and ``publish.py verify`` cover them too. The crate records the
-workflow (name, version, git commit, authors, license: from CITATION.cff), the run that made the
-release (configuration, sample sheet, operating context, time span) and every published file with
-its size and sha256. MANIFEST.json stays the release's own contract; the crate restates it as
+sample sheet and a README.md about the release, so SHA256SUMS and ``publish.py verify`` cover them
+too. The crate records the workflow (name, version, git commit, authors, license, repository: from
+CITATION.cff), the run that made the release (configuration, sample sheet, the sample files it names
+with their size and sha256, operating context, time span, the git identity that ran it) and every
+published file with its size, sha256 and media type. MANIFEST.json stays the release's own contract; the crate restates it as
 RO-Crate 1.1 following Workflow Run Crate 0.5 (with Process Run Crate 0.5, Workflow RO-Crate 1.0).
 Unlike the other mechanism modules it needs a library, ``rocrate`` (requirements.txt).
 
@@ -14,6 +15,8 @@ From the Snakemake repository template, release {{ cookiecutter._template_versio
 
 import datetime
 import functools
+import mimetypes
+import os
 import re
 import shutil
 from pathlib import Path, PurePosixPath
@@ -25,15 +28,22 @@ from rocrate.rocrate import ROCrate
 from publish import git_output, sha256_file
 
 METADATA = "ro-crate-metadata.json"
+README = "README.md"  # written for the release: Workflow RO-Crate asks for a README.md about the crate
 SNAKEFILE_IN_RELEASE = "workflow/Snakefile"  # the copy's path in the release: its path in the repository
+# Sample files (the sheet's input-file columns) up to this size are described with their sha256;
+# larger ones by path and size only: hashing reads every byte, and a run's reads or alignments
+# (tens of GB each, hundreds of them) would make every publish read them all again.
+INPUT_SHA256_MAX_BYTES = 1 << 30  # 1 GiB
+# Extensions that the system's list of media types gives to another format than the one a
+# workflow's result has: .vcf is vCard there (Variant Call Format here), .bed a RealVNC file and
+# .sam a Lotus WordPro document (BED and SAM here). None of those three has a registered media type.
+OTHER_FORMAT_EXTENSIONS = (".vcf", ".bed", ".sam")
 PROFILES = {
     "https://w3id.org/ro/wfrun/process/0.5": ("Process Run Crate", "0.5"),
     "https://w3id.org/ro/wfrun/workflow/0.5": ("Workflow Run Crate", "0.5"),
     "https://w3id.org/workflowhub/workflow-ro-crate/1.0": ("Workflow RO-Crate", "1.0"),
 }
 BIOSCHEMAS_WORKFLOW = "https://bioschemas.org/profiles/ComputationalWorkflow/1.0-RELEASE"
-MEDIA_TYPES = {".tsv": "text/tab-separated-values", ".csv": "text/csv", ".json": "application/json"}
-MEDIA_TYPES |= {".html": "text/html", ".txt": "text/plain", ".yaml": "application/yaml", ".yml": "application/yaml"}
 
 
 class CrateError(RuntimeError):
@@ -46,17 +56,27 @@ def describer(**options):
 
 
 def write_crate(
-    release_dir, manifest, snakefile, citation, config_files, sample_sheet, sheet_max_bytes, job_times, repository_url
+    release_dir,
+    manifest,
+    snakefile,
+    citation,
+    config_files,
+    sample_sheet,
+    sheet_max_bytes,
+    job_times,
+    repository_url,
+    sample_files=None,
 ):
     """Write the crate of the release whose MANIFEST.json is ``manifest``, and its copies, into ``release_dir``.
 
-    ``job_times``: (start, end) from ``job_times()``; ``repository_url``: used unless CITATION.cff names one.
+    ``job_times``: (start, end) from ``job_times()``; ``repository_url``: used unless CITATION.cff names one;
+    ``sample_files``: {sample: {sheet column: path}}, the input files the sample sheet names.
     """
     sheet = Path(sample_sheet) if sample_sheet and Path(sample_sheet).is_file() else None
     copies = {SNAKEFILE_IN_RELEASE: Path(snakefile)}
     if sheet_copy(sheet, sheet_max_bytes):
         copies[sheet_copy(sheet, sheet_max_bytes)] = sheet
-    clash = sorted(set(copies) & ({e["path"] for e in manifest["files"]} | {METADATA}))
+    clash = sorted((set(copies) | {README}) & ({e["path"] for e in manifest["files"]} | {METADATA}))
     if clash:
         raise CrateError(
             f"the release crate needs {', '.join(clash)} for its own copy, but the publish set publishes a file "
@@ -70,13 +90,14 @@ def write_crate(
     authors = describe_release(crate, manifest, name, version, cite)
     repository = public_url(cite.get("repository-code")) or public_url(repository_url)
     workflow = add_workflow(crate, snakefile, name, version, provenance, repository, authors)
-    values = add_inputs(crate, workflow, provenance, config_files, sheet, sheet_max_bytes)
+    values = add_inputs(crate, workflow, provenance, config_files, sheet, sheet_max_bytes, sample_files or {})
     outputs = add_outputs(crate, workflow, manifest["files"])
     built_in = sorted({e["context"] for e in manifest["files"] if e.get("context")}) or [provenance.get("context")]
     crate.root_dataset["mentions"] = add_run(crate, workflow, provenance, values, outputs, job_times, built_in)
     for path, source in copies.items():
         (Path(release_dir) / path).parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(source, Path(release_dir) / path)
+    add_readme(crate, release_dir)
     crate.metadata.write(release_dir)
 
 
@@ -102,6 +123,21 @@ def describe_release(crate, manifest, name, version, cite):
     return authors
 
 
+def add_readme(crate, release_dir):
+    """README.md: what the release is and how to check it, written into the release and described as about it."""
+    root = crate.root_dataset
+    text = (
+        f"# {root['name']}\n\n{root['description']}\n\n"
+        "- `MANIFEST.json`: every published file with its size, sha256 and provenance.\n"
+        "- `SHA256SUMS`: check every file of the release with `sha256sum -c SHA256SUMS`.\n"
+        f"- `{METADATA}`: the release as an RO-Crate (Workflow Run Crate 0.5): the workflow, its run and its files.\n"
+    )
+    (Path(release_dir) / README).write_text(text, encoding="utf-8")
+    properties = {"name": README, "about": root, "encodingFormat": "text/markdown"}  # the type the profile asks for
+    properties["description"] = "What this release is and how to check it."
+    crate.add_file(dest_path=README, properties=properties)
+
+
 def add_workflow(crate, snakefile, name, version, provenance, repository, authors):
     """The main workflow file (its copy in the release), with its language, git commit, repository and authors."""
     properties = {"name": name, "version": version, "encodingFormat": "text/x-snakemake"}
@@ -118,8 +154,8 @@ def add_workflow(crate, snakefile, name, version, provenance, repository, author
     return workflow
 
 
-def add_inputs(crate, workflow, provenance, config_files, sheet, sheet_max_bytes):
-    """The workflow's inputs (config, samples) and their values in this run (returned), config files included."""
+def add_inputs(crate, workflow, provenance, config_files, sheet, sheet_max_bytes, sample_files):
+    """The workflow's inputs (config, samples, sample files) and their values in this run (returned)."""
     purpose = "sha256 of the effective configuration (defaults, files and --config), as sorted JSON"
     values = [add_value(crate, "#config", "config", purpose, provenance.get("config_sha256", ""))]
     inputs = [add_parameter(crate, "config", "PropertyValue", values[0], "The workflow configuration.")]
@@ -141,8 +177,40 @@ def add_inputs(crate, workflow, provenance, config_files, sheet, sheet_max_bytes
             values.append(add_value(crate, "#sample-sheet", sheet.as_posix(), "sha256", digest, description))
         kind, purpose = "File" if copy else "PropertyValue", "The sample sheet (config key samples)."
         inputs.append(add_parameter(crate, "samples", kind, values[-1], purpose))
+    files = add_sample_files(crate, sample_files)
+    if files:
+        purpose = "The input files the sample sheet names (its input-file columns)."
+        inputs.append(add_parameter(crate, "sample files", "File", files, purpose))
     workflow["input"] = single(inputs)
-    return values
+    return values + files
+
+
+def add_sample_files(crate, sample_files):
+    """Each sample file once (samples may share one), by path, with its size and its sha256 up to a size.
+
+    They are not in the release, so their ids are local (#sample-file-N) and their names their paths.
+    """
+    uses = {}
+    for sample, columns in sorted(sample_files.items()):
+        for column, path in columns.items():
+            uses.setdefault(str(path), []).append(f"{sample} ({column})")
+    files = []
+    for number, (path, used_by) in enumerate(sorted(uses.items()), start=1):
+        shown = ", ".join(used_by[:3]) + (f" and {len(used_by) - 3} more" if len(used_by) > 3 else "")
+        entity = {"@id": f"#sample-file-{number}", "@type": "File", "name": path, "encodingFormat": media_type(path)}
+        entity["description"] = f"input file of sample {shown}"
+        try:
+            size = Path(path).stat().st_size
+        except OSError:
+            entity["description"] += "; not found when the release was published"
+        else:
+            entity["contentSize"] = str(size)
+            if size <= INPUT_SHA256_MAX_BYTES:
+                entity["sha256"] = sha256_file(path)
+            else:
+                entity["description"] += f"; not hashed: larger than {INPUT_SHA256_MAX_BYTES} bytes"
+        files.append(crate.add_jsonld(entity))
+    return files
 
 
 def add_outputs(crate, workflow, files):
@@ -178,7 +246,20 @@ def add_run(crate, workflow, provenance, values, outputs, job_times, built_in):
     )
     action["actionStatus"] = "http://schema.org/CompletedActionStatus"  # a plain string, as the profile checks it
     action |= {key: time for key, time in zip(("startTime", "endTime"), job_times, strict=True) if time}
+    agent = add_agent(crate)
+    if agent:
+        action["agent"] = agent
     return crate.add_action(workflow, identifier="#run", object=[*values, operating], result=outputs, properties=action)
+
+
+def add_agent(crate):
+    """Who ran the workflow, as far as the machine knows: the git identity where the release is published
+    (GIT_COMMITTER_NAME, else git's user.name; never one git would make up from the host), or None."""
+    name = os.environ.get("GIT_COMMITTER_NAME") or git_output(".", "config", "--get", "user.name")
+    if not name:
+        return None
+    about = "the git identity (user.name) of the account that ran the workflow and published this release"
+    return crate.add_jsonld({"@id": "#agent", "@type": "Person", "name": name, "description": about})
 
 
 def add_author(crate, number, author):
@@ -186,7 +267,8 @@ def add_author(crate, number, author):
     author = author if isinstance(author, dict) else {"name": str(author)}
     name = author.get("name") or " ".join(str(author[k]) for k in ("given-names", "family-names") if author.get(k))
     entity = {"@id": f"#author-{number}", "@type": "Organization" if "name" in author else "Person", "name": name}
-    return crate.add_jsonld(entity | ({"email": str(author["email"])} if author.get("email") else {}))
+    entity |= {key: str(author[cff]) for key, cff in (("email", "email"), ("url", "website")) if author.get(cff)}
+    return crate.add_jsonld(entity)
 
 
 def add_parameter(crate, name, kind, examples, description):
@@ -216,7 +298,15 @@ def single(values):
 
 
 def media_type(name):
-    return MEDIA_TYPES.get(PurePosixPath(name).suffix.lower(), "application/octet-stream")
+    """The registered media type of a file by its name, from Python's mimetypes: the system's list where
+    there is one (/etc/mime.types, Debian's media-types), else Python's own. A compressed file is of its
+    compression's type (x.fastq.gz: application/gzip); application/octet-stream where none is registered."""
+    kind, encoding = mimetypes.guess_type(name)
+    if encoding:
+        kind = mimetypes.types_map.get({code: ext for ext, code in mimetypes.encodings_map.items()}[encoding])
+    elif PurePosixPath(name).suffix.lower() in OTHER_FORMAT_EXTENSIONS:
+        kind = None
+    return kind or "application/octet-stream"
 
 
 def sheet_copy(sheet, max_bytes):
