@@ -6,8 +6,9 @@ sample sheet and a README.md about the release, so SHA256SUMS and ``publish.py v
 too. The crate records the workflow (name, version, git commit, authors, license, repository: from
 CITATION.cff), the run that made the release (configuration, sample sheet, the sample files it names
 with their size and sha256, operating context, time span, the git identity that ran it) and every
-published file with its size, sha256 and media type. MANIFEST.json stays the release's own contract; the crate restates it as
-RO-Crate 1.1 following Workflow Run Crate 0.5 (with Process Run Crate 0.5, Workflow RO-Crate 1.0).
+published file with its size, sha256 and media type. MANIFEST.json stays the release's own
+contract; the crate restates it as RO-Crate 1.1 following Workflow Run Crate 0.5 (with Process Run
+Crate 0.5, Workflow RO-Crate 1.0).
 Unlike the other mechanism modules it needs a library, ``rocrate`` (requirements.txt).
 
 From the Snakemake repository template, release {{ cookiecutter._template_version }}.
