@@ -6,6 +6,7 @@ The module comes from a rendered repository (the `mechanism` fixture).
 import json
 import multiprocessing
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -346,3 +347,196 @@ def test_verify_names_a_file_whose_size_in_the_manifest_differs_from_the_file_on
     _rewrite_manifest(copy, grow_table, update_checksums=True)
     problems = publish.verify(copy)
     assert problems and all("table.tsv" in p and "size" in p for p in problems), problems
+
+
+# --------------------------------------------------------------------------
+# storage and time that grow with what changed (issue 23)
+# --------------------------------------------------------------------------
+def _replace(path, text):
+    """As Snakemake does: a rerun replaces the file."""
+    path.unlink()
+    path.write_text(text)
+
+
+def _inodes(tree):
+    return {os.stat(p).st_ino for p in Path(tree).rglob("*") if p.is_file()}
+
+
+def _sha256sum_ok(release):
+    return (
+        subprocess.run(["sha256sum", "--quiet", "-c", "SHA256SUMS"], cwd=release, capture_output=True).returncode == 0
+    )
+
+
+@pytest.fixture
+def many(repo, monkeypatch):
+    """20 results in one directory entry, old enough that their identities are remembered."""
+    monkeypatch.setattr(publish, "RACY_NS", 0)
+    (repo / "results/many").mkdir()
+    for i in range(20):
+        (repo / f"results/many/f{i:02d}.txt").write_text(f"file {i}\n" * (i + 1))
+    return {"many": "results/many"}
+
+
+@pytest.fixture
+def hashed(monkeypatch):
+    """Every path publish.sha256_file reads, in order."""
+    seen = []
+    real = publish.sha256_file
+
+    def spy(path):
+        seen.append(Path(path))
+        return real(path)
+
+    monkeypatch.setattr(publish, "sha256_file", spy)
+    return seen
+
+
+def test_unchanged_files_are_hard_links_to_the_previous_release_never_to_results(repo):
+    first = Path(publish.publish(ENTRIES)["release"])
+    _replace(repo / "results/r.html", "<p>changed</p>\n")
+    result = publish.publish(ENTRIES)
+    second = Path(result["release"])
+    assert result["created"] and result["linked"] == 1
+    assert os.stat(second / "table.tsv").st_ino == os.stat(first / "table.tsv").st_ino, "unchanged: shared"
+    assert os.stat(second / "report.html").st_ino != os.stat(first / "report.html").st_ino, "changed: its own"
+    assert not _inodes(repo / "results") & (_inodes(first) | _inodes(second)), "nothing linked to results/"
+    assert not os.stat(second / "table.tsv").st_mode & 0o222, "still read-only"
+    with open(repo / "results/tables/t.tsv", "w") as fh:  # a tool that rewrites its output in place
+        fh.write("rewritten\n")
+    for release in (first, second):
+        assert publish.verify(release) == [] and _sha256sum_ok(release)
+        assert cli("verify", str(release), cwd=repo).returncode == 0
+
+
+def test_prune_only_drops_links_and_every_kept_release_still_verifies(repo):
+    made = []
+    for i in range(4):
+        _replace(repo / "results/r.html", f"v{i}")
+        made.append(Path(publish.publish(ENTRIES)["release"]))
+    assert len({os.stat(r / "table.tsv").st_ino for r in made}) == 1, "one table.tsv for all four"
+    assert os.stat(made[-1] / "table.tsv").st_nlink == 4
+    proc = cli("prune", "--keep", "2", cwd=repo)
+    assert proc.returncode == 0, proc.stderr
+    assert [r.name for r in publish.releases(repo / "publish")] == [r.name for r in made[2:]]
+    assert os.stat(made[-1] / "table.tsv").st_nlink == 2
+    for release in made[2:]:
+        assert publish.verify(release) == [] and _sha256sum_ok(release)
+    publish.prune(repo / "publish", 1)
+    assert publish.verify(made[-1]) == [] and _sha256sum_ok(made[-1])
+
+
+def test_a_damaged_copy_in_an_earlier_release_is_never_shared(repo):
+    first = Path(publish.publish(ENTRIES)["release"])
+    os.chmod(first / "table.tsv", 0o644)
+    (first / "table.tsv").write_text("a\tb\n1\t3\n")  # same size, other bytes
+    os.chmod(first / "table.tsv", 0o444)
+    result = publish.publish(ENTRIES)
+    second = Path(result["release"])
+    assert result["created"] and result["damaged"] and result["linked"] == 1
+    assert os.stat(second / "report.html").st_ino == os.stat(first / "report.html").st_ino, "intact: shared"
+    assert os.stat(second / "table.tsv").st_ino != os.stat(first / "table.tsv").st_ino, "damaged: copied"
+    assert publish.verify(second) == [] and (second / "table.tsv").read_text() == "a\tb\n1\t2\n"
+
+
+def test_a_file_is_copied_when_it_cannot_be_hard_linked(repo, monkeypatch):
+    first = Path(publish.publish(ENTRIES)["release"])
+
+    def refuse(*_args, **_kwargs):
+        raise OSError(31, "Too many links")
+
+    monkeypatch.setattr(publish.os, "link", refuse)
+    _replace(repo / "results/r.html", "<p>changed</p>\n")
+    result = publish.publish(ENTRIES)
+    assert result["created"] and result["linked"] == 0
+    assert os.stat(Path(result["release"]) / "table.tsv").st_ino != os.stat(first / "table.tsv").st_ino
+    assert publish.verify(result["release"]) == []
+
+
+def test_republishing_after_one_of_many_changed_hashes_only_that_one(repo, many, hashed):
+    first = Path(publish.publish(many)["release"])
+    assert len([p for p in hashed if "results" in p.parts]) == 20
+    hashed.clear()
+    _replace(repo / "results/many/f07.txt", "changed\n")
+    result = publish.publish(many)
+    read = [p for p in hashed if ".staging-" not in str(p)]  # the new release's own MANIFEST.json aside
+    assert read == [(repo / "results/many/f07.txt").resolve()]
+    assert result["hashed"] == 1 and result["linked"] == 19
+    assert publish.verify(result["release"]) == [] and publish.verify(first) == []
+
+
+def test_republishing_unchanged_results_reads_no_file_but_verify_reads_every_one(repo, many, hashed):
+    release = Path(publish.publish(many)["release"])
+    hashed.clear()
+    again = publish.publish(many)
+    assert not again["created"] and hashed == [] and again["hashed"] == 0
+    assert publish.verify(release) == [] and len(hashed) == 21, "verify reads the 20 files and the manifest"
+
+
+def test_republishing_after_a_prune_still_hashes_only_the_changed_file(repo, many, hashed):
+    for i in range(3):
+        _replace(repo / "results/many/f00.txt", f"v{i}\n")
+        publish.publish(many)
+    publish.prune(repo / "publish", 1)  # the kept files lose links: their ctime changes
+    hashed.clear()
+    _replace(repo / "results/many/f01.txt", "changed\n")
+    result = publish.publish(many)
+    assert [p for p in hashed if ".staging-" not in str(p)] == [(repo / "results/many/f01.txt").resolve()]
+    assert result["linked"] == 19
+
+
+def test_a_result_changed_just_before_publishing_is_hashed_again_next_time(repo):
+    # written a moment ago, a file may still change within one timestamp tick: its identity is not trusted
+    publish.publish(ENTRIES)
+    assert publish.publish(ENTRIES)["hashed"] == 2
+
+
+def test_an_unreadable_hash_cache_only_costs_hashing_again(repo, many):
+    publish.publish(many)
+    (repo / "publish/.hashes.json").write_text("{not json")
+    _replace(repo / "results/many/f03.txt", "changed\n")
+    result = publish.publish(many)
+    assert result["hashed"] == 20 and result["linked"] == 19
+    assert publish.verify(result["release"]) == []
+    assert json.loads((repo / "publish/.hashes.json").read_text())["format"] == 1
+
+
+def test_publish_and_verify_print_one_summary_line_when_not_on_a_terminal(repo, capsys):
+    publish.publish(ENTRIES)
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("publish: 2 files") and "\r" not in err
+    proc = cli("verify", cwd=repo)
+    assert proc.returncode == 0 and proc.stderr.startswith("verify: hashed 3 files") and proc.stderr.count("\n") == 1
+
+
+class _Terminal:
+    def __init__(self):
+        self.text = ""
+
+    def isatty(self):
+        return True
+
+    def write(self, text):
+        self.text += text
+
+    def flush(self):
+        pass
+
+
+def test_progress_on_a_terminal_is_one_line_updated_a_few_times_a_second(monkeypatch):
+    clock = [1000.0]
+    monkeypatch.setattr(publish.time, "monotonic", lambda: clock[0])
+    terminal = _Terminal()
+    progress = publish.Progress("verify", terminal)
+    progress.phase("hashing", 100, 100 << 20)
+    for _ in range(100):  # 100 files of 1 MB over 10 s
+        clock[0] += 0.1
+        progress.add(1, 1 << 20)
+    updates = terminal.text.split("\r")[1:]
+    assert 20 <= len(updates) <= 40, len(updates)  # not before 1 s, then at most 4 a second
+    assert "\n" not in terminal.text
+    line = r"verify: hashing (\d+)/100 files, \1\.0 MB/100\.0 MB, 10\.0 MB/s, \d+ s left\x1b\[K"
+    assert all(re.fullmatch(line, update) for update in updates), updates
+    assert "hashing 10/100 files, 10.0 MB/100.0 MB, 10.0 MB/s, 9 s left" in updates[0]
+    progress.done("hashed 100 files")
+    assert terminal.text.endswith("verify: hashed 100 files in 10.0 s\x1b[K\n")

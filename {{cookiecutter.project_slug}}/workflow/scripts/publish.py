@@ -9,11 +9,17 @@ Layout under ``publish/``::
       current -> releases/<UTC time>-<id>   relative symlink, swapped atomically
       releases/<UTC time>-<id>/             read-only: the files, MANIFEST.json, SHA256SUMS
       .lock                                 serialises concurrent publishes
+      .hashes.json                          sha256 by file identity (a cache: safe to delete)
       .staging-*                            a release being built (never read)
 
-A release holds its own copies of the results (a reflink clone where the
-filesystem can, an in-kernel copy otherwise), so nothing done to ``results/``
-changes a release and nothing done to a release blocks a rebuild.
+A release never shares a file with ``results/``: a file whose content an intact
+release already holds is a hard link to that release's read-only file, any
+other file a copy of its result (a reflink clone where the filesystem can, an
+in-kernel copy otherwise). So nothing done to ``results/`` changes a release,
+nothing done to a release blocks a rebuild, and a new release costs the space
+of what changed. ``publish/.hashes.json`` remembers the sha256 of files by
+identity (device, inode, size, mtime, ctime), so unchanged results are not
+read again; ``verify`` reads every byte.
 ``SHA256SUMS`` (``sha256sum -c`` format) covers every published file and
 ``MANIFEST.json``; ``<id>`` is the start of the sha256 of ``SHA256SUMS``, so
 the manifest and its provenance are covered too. Publishing content that an
@@ -35,8 +41,10 @@ import hashlib
 import json
 import os
 import re
+import stat
 import subprocess
 import sys
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path, PurePosixPath
@@ -49,6 +57,11 @@ MANIFEST_FORMAT = 2
 CHUNK = 1 << 20
 READ_ONLY_FILE = 0o444
 READ_ONLY_DIR = 0o555
+HASH_CACHE = ".hashes.json"
+# a result changed less than this before it was hashed may still be changing within one timestamp tick
+# (git's "racily clean" entries): its identity is not remembered, so the next publish hashes it again
+RACY_NS = 2_000_000_000
+WRITE_THREADS = 16  # copies and fsyncs wait on the disk: overlap them
 RELEASE_NAME = re.compile(r"^\d{8}T\d{6}\.\d{6}Z-(?P<id>[0-9a-f]{12})$")
 # Snakemake writes this into every directory() output for its own bookkeeping: not a result
 SNAKEMAKE_MARKER = ".snakemake_timestamp"
@@ -69,7 +82,20 @@ def sha256_file(path) -> str:
     return digest.hexdigest()
 
 
-def sha256_files(paths) -> list[str]:
+def in_chunks(function, items, threads: int) -> list:
+    """``[function(item) for item in items]`` on up to ``threads`` threads, each handed a run of
+    items at a time (about four runs per thread), so 10,000 small files cost a few dozen tasks."""
+    items = list(items)
+    threads = min(threads, len(items))
+    if threads < 2:
+        return [function(item) for item in items]
+    size = -(-len(items) // (4 * threads))
+    runs = [items[i : i + size] for i in range(0, len(items), size)]
+    with ThreadPoolExecutor(max_workers=threads) as pool:
+        return [result for run in pool.map(lambda run: [function(item) for item in run], runs) for result in run]
+
+
+def sha256_files(paths, sizes=None, progress=None) -> list[str]:
     """sha256 of each path, on all cores (hashlib releases the GIL while hashing).
 
     More threads than cores: one file's hash cannot be split, so with five big
@@ -77,14 +103,102 @@ def sha256_files(paths) -> list[str]:
     five threads share both cores to the end.
     """
     paths = list(paths)
-    if len(paths) < 2:
-        return [sha256_file(p) for p in paths]
-    with ThreadPoolExecutor(max_workers=min(len(paths), 4 * (os.cpu_count() or 1))) as pool:
-        return list(pool.map(sha256_file, paths))
+    sizes = list(sizes) if sizes is not None else [0] * len(paths)
+
+    def one(item):
+        digest = sha256_file(item[0])
+        if progress is not None:
+            progress.add(1, item[1])
+        return digest
+
+    return in_chunks(one, zip(paths, sizes, strict=True), 4 * (os.cpu_count() or 1))
 
 
 def _identity(st: os.stat_result) -> tuple:
-    return (st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+    return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+
+
+def _key(st: os.stat_result) -> str:
+    return "{}:{}:{}:{}:{}".format(*_identity(st))
+
+
+def load_hashes(publish_root: Path) -> dict:
+    """{identity key: sha256} remembered by the last publish; empty if missing or unreadable."""
+    try:
+        data = json.loads((Path(publish_root) / HASH_CACHE).read_text(encoding="utf-8"))
+        return {str(k): str(v) for k, v in data["sha256"].items()} if data.get("format") == 1 else {}
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return {}
+
+
+def save_hashes(publish_root: Path, hashes: dict) -> None:
+    """Replace the cache in one rename. Not fsynced: after a crash it is old, new or unreadable
+    (then empty), and a lost cache only costs hashing again."""
+    tmp = Path(publish_root) / f".hashes-{os.getpid()}-{os.urandom(3).hex()}"
+    tmp.write_text(json.dumps({"format": 1, "sha256": hashes}, separators=(",", ":")), encoding="utf-8")
+    os.replace(tmp, Path(publish_root) / HASH_CACHE)
+
+
+def _fsync_dir(path) -> None:
+    with contextlib.suppress(OSError):  # some filesystems refuse to flush a directory
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+class Progress:
+    """Files and bytes done, rate and time left: on a terminal one line updated at most four times a
+    second (after the first second); otherwise nothing until ``done()`` prints one summary line."""
+
+    def __init__(self, label: str, stream=None):
+        self.label, self.stream = label, stream or sys.stderr
+        self.live = bool(getattr(self.stream, "isatty", lambda: False)())
+        self.start = self.shown = self.phase_start = time.monotonic()
+        self.files = self.bytes = self.total_files = self.total_bytes = 0
+        self.step = ""
+        self._lock = threading.Lock()
+
+    def phase(self, step: str, files: int, nbytes: int) -> None:
+        with self._lock:
+            self.step, self.files, self.bytes, self.total_files, self.total_bytes = step, 0, 0, files, nbytes
+            self.phase_start = time.monotonic()
+
+    def add(self, files: int, nbytes: int) -> None:
+        if not self.live:
+            return
+        with self._lock:
+            self.files += files
+            self.bytes += nbytes
+            now = time.monotonic()
+            if now - self.shown < 0.25 or now - self.start < 1.0:
+                return
+            self.shown = now
+            spent = max(now - self.phase_start, 1e-6)
+            rate = self.bytes / spent
+            frac = self.bytes / self.total_bytes if self.total_bytes else self.files / max(self.total_files, 1)
+            left = spent * (1 - frac) / frac if frac > 0 else 0.0
+            line = (
+                f"{self.label}: {self.step} {self.files:,}/{self.total_files:,} files, "
+                f"{_size(self.bytes)}/{_size(self.total_bytes)}, {_size(rate)}/s, {left:.0f} s left"
+            )
+            self.stream.write(f"\r{line[:150]}\033[K")
+            self.stream.flush()
+
+    def done(self, summary: str) -> None:
+        seconds = time.monotonic() - self.start
+        line = f"{self.label}: {summary} in {seconds:.1f} s"
+        self.stream.write(f"\r{line}\033[K\n" if self.live else f"{line}\n")
+        self.stream.flush()
+
+
+def _size(nbytes: float) -> str:
+    for unit in ("B", "KB", "MB", "GB"):
+        if nbytes < 1024 or unit == "GB":
+            return f"{nbytes:.0f} {unit}" if unit == "B" else f"{nbytes:.1f} {unit}"
+        nbytes /= 1024
+    return ""
 
 
 def utc_stamp(moment: _dt.datetime) -> str:
@@ -205,7 +319,7 @@ def point_current(publish_root: Path, release: Path) -> None:
     tmp = publish_root / f".current-{os.getpid()}-{os.urandom(3).hex()}"
     os.symlink(os.path.relpath(release, publish_root), tmp)
     os.replace(tmp, publish_root / "current")
-    durable.sync(publish_root)
+    _fsync_dir(publish_root)  # the directory entry only: the releases were flushed when made
 
 
 @contextlib.contextmanager
@@ -231,9 +345,13 @@ def publish_lock(publish_root: Path, timeout: float = 600.0):
         os.close(fd)  # closing releases the flock
 
 
-def verify(release: Path) -> list[str]:
+def verify(release: Path, known: dict | None = None, progress: Progress | None = None) -> list[str]:
     """Every problem of ``release``: missing, altered or extra files, directories and symlinks,
-    and a manifest that does not match its checksums, its files or the release name. Empty: intact."""
+    and a manifest that does not match its checksums, its files or the release name. Empty: intact.
+
+    Every file is read and hashed, unless ``known`` ({identity key: sha256}, see ``load_hashes``)
+    holds its identity with the sha256 it must have; files hashed and found intact are added to it.
+    """
     release = Path(release)
     try:
         raw = (release / CHECKSUMS).read_bytes()
@@ -260,10 +378,17 @@ def verify(release: Path) -> list[str]:
             problems.append(f"altered: {rel} (sha256 in {MANIFEST} differs from {CHECKSUMS})")
         if rel in on_disk and entry.get("size") != (release / rel).stat().st_size:
             problems.append(f"altered: {rel} (size in {MANIFEST} differs from the file)")
-    for rel, sha in zip(present, sha256_files(release / rel for rel in present), strict=True):
+    stats = {rel: os.stat(release / rel) for rel in present}
+    to_hash = [rel for rel in present if known is None or known.get(_key(stats[rel])) != sums[rel]]
+    if progress is not None:
+        progress.phase("hashing", len(to_hash), sum(stats[rel].st_size for rel in to_hash))
+    hashed = sha256_files((release / rel for rel in to_hash), (stats[rel].st_size for rel in to_hash), progress)
+    for rel, sha in zip(to_hash, hashed, strict=True):
         if sha != sums[rel]:
             what = f"{MANIFEST} (provenance edited)" if rel == MANIFEST else rel
             problems.append(f"altered: {what} (sha256 differs from {CHECKSUMS})")
+        elif known is not None:
+            known[_key(stats[rel])] = sha
     expected_dirs = {str(PurePosixPath(rel).parent) for rel in sums} - {"."}
     expected_dirs |= {str(p) for d in expected_dirs for p in PurePosixPath(d).parents} - {"."}
     for dirpath, dirs, names in os.walk(release):
@@ -278,32 +403,110 @@ def verify(release: Path) -> list[str]:
     return problems
 
 
-def _reusable_release(publish_root: Path, digest: str) -> tuple[Path | None, list[str]]:
+def _reusable_release(publish_root: Path, digest: str, known: dict) -> tuple[Path | None, list[str]]:
     """The newest intact release holding exactly this content, and the damaged ones that did."""
     damaged = []
     for release in reversed(releases(publish_root)):
         with contextlib.suppress(PublishError):
             if read_manifest(release).get("content_digest") != digest:
                 continue
-            problems = verify(release)
+            problems = verify(release, known)
             if not problems:
                 return release, damaged
             damaged.append(f"{release.name}: {problems[0]}")
     return None, damaged
 
 
-def _write_release(staging: Path, files, entries: list[dict], provenance: dict, now, describe=None) -> str:
+def _sealed_sums(release: Path) -> dict:
+    """The SHA256SUMS of ``release`` if the release name pins it (its id starts its sha256), else {}."""
+    match = RELEASE_NAME.match(release.name)
+    try:
+        raw = (release / CHECKSUMS).read_bytes()
+        if not match or hashlib.sha256(raw).hexdigest()[:12] != match["id"]:
+            return {}
+        return parse_checksums(raw)
+    except (OSError, UnicodeDecodeError, PublishError):
+        return {}
+
+
+def _shared_files(publish_root: Path, wanted: set, known: dict, sources: set) -> dict:
+    """{sha256: a file of an existing release with exactly those bytes}, for the sha256s in ``wanted``.
+
+    A file qualifies when its release's name pins its SHA256SUMS, it is a read-only regular file
+    inside that release (not through a symlink, not a hard link to a source in ``results/``), and its
+    bytes are the recorded ones: ``known`` holds its identity with that sha256, or hashing it gives
+    that sha256 (then remembered in ``known``). A damaged copy is never shared.
+    """
+    found, unknown = {}, {}
+    for release in reversed(releases(publish_root)):
+        if len(found) + len(unknown) == len(wanted):
+            break
+        top = os.path.realpath(release) + os.sep
+        for rel, sha in _sealed_sums(release).items():
+            if sha not in wanted or sha in found or sha in unknown or rel in (MANIFEST, CHECKSUMS):
+                continue
+            path = release / rel
+            with contextlib.suppress(OSError):
+                st = os.lstat(path)
+                if (
+                    not stat.S_ISREG(st.st_mode)
+                    or st.st_mode & 0o222
+                    or (st.st_dev, st.st_ino) in sources
+                    or not os.path.realpath(path).startswith(top)
+                ):
+                    continue
+                if known.get(_key(st)) == sha:
+                    found[sha] = path
+                else:
+                    unknown[sha] = (path, st)
+    checked = sha256_files([path for path, _ in unknown.values()], [st.st_size for _, st in unknown.values()])
+    for (sha, (path, st)), actual in zip(unknown.items(), checked, strict=True):
+        with contextlib.suppress(OSError):
+            if actual == sha and _key(os.lstat(path)) == _key(st):
+                known[_key(st)] = sha
+                found[sha] = path
+    return found
+
+
+def _write_release(
+    staging: Path, files, entries: list[dict], provenance: dict, now, describe=None, shared=None, progress=None
+) -> tuple[str, dict, int]:
     """Fill ``staging`` with the files, MANIFEST.json, ``describe``'s metadata files and SHA256SUMS,
-    all on disk; return the release id."""
-    dirs = {staging}
-    for (name, src), entry in zip(files, entries, strict=True):
-        dst = staging / name
-        if dst.parent not in dirs:
-            dst.parent.mkdir(parents=True, exist_ok=True)
-            dirs.update([dst.parent, *dst.parent.parents])
-        durable.clone(src, dst)
-        if _identity(os.stat(src)) != entry.pop("_identity") or os.stat(dst).st_size != entry["size"]:
+    all on disk and read-only; return the release id, {identity key: sha256} of its published files
+    and how many of them are hard links to ``shared`` ({sha256: file of an earlier release})."""
+    shared = shared or {}
+    subdirs = set()
+    for name, _ in files:
+        subdirs.update(str(p) for p in PurePosixPath(name).parents if str(p) != ".")
+    for sub in sorted(subdirs, key=len):
+        (staging / sub).mkdir(exist_ok=True)
+    if progress is not None:
+        progress.phase("writing", len(files), sum(e["size"] for e in entries))
+
+    def place(item) -> bool:
+        """Hard-link the file to an intact earlier release holding its bytes, else copy it; flushed."""
+        (name, src), entry = item
+        dst, linked = staging / name, False
+        if entry["sha256"] in shared:
+            with contextlib.suppress(OSError):  # too many links, another owner, ...: copy instead
+                os.link(shared[entry["sha256"]], dst)
+                linked = True
+        if not linked:
+            durable.clone(src, dst, mode=READ_ONLY_FILE, flush=True)
+        if _identity(os.stat(src)) != entry["_identity"]:
             raise PublishError(f"{src} changed while it was being published; rerun publish")
+        if progress is not None:
+            progress.add(1, entry["size"])
+        return linked
+
+    linked = sum(in_chunks(place, zip(files, entries, strict=True), WRITE_THREADS))
+    keys = {}
+    for (name, src), entry in zip(files, entries, strict=True):
+        del entry["_identity"]
+        st = os.stat(staging / name)  # after every link: a new link changes the shared file's ctime
+        if st.st_size != entry["size"]:
+            raise PublishError(f"{src} changed while it was being published; rerun publish")
+        keys[_key(st)] = entry["sha256"]
     manifest = {
         "format": MANIFEST_FORMAT,
         "created": utc_stamp(now),
@@ -312,21 +515,25 @@ def _write_release(staging: Path, files, entries: list[dict], provenance: dict, 
         "provenance": provenance,
     }
     (staging / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n", encoding="utf-8")
-    before = {p for p in staging.rglob("*") if p.is_file()}
+    metadata = [staging / MANIFEST]
     if describe is not None:  # metadata in other formats (e.g. an RO-Crate), covered by SHA256SUMS too
+        before = {staging / name for name, _ in files} | {staging / MANIFEST}
         describe(staging, manifest)
-    metadata = sorted({p for p in staging.rglob("*") if p.is_file()} - before) + [staging / MANIFEST]
+        metadata = sorted({p for p in staging.rglob("*") if p.is_file()} - before) + metadata
     sums = {e["path"]: e["sha256"] for e in entries}
     sums |= {p.relative_to(staging).as_posix(): sha for p, sha in zip(metadata, sha256_files(metadata), strict=True)}
     checksums = checksum_lines(sums)
     (staging / CHECKSUMS).write_bytes(checksums)
-    durable.sync(staging)
-    for dirpath, subdirs, names in os.walk(staging):
-        for name in names:
-            os.chmod(os.path.join(dirpath, name), READ_ONLY_FILE)
-        for name in subdirs:
+    for path in [*metadata, staging / CHECKSUMS]:
+        os.chmod(path, READ_ONLY_FILE)
+        durable.sync(path)
+        if path in metadata:
+            keys[_key(os.stat(path))] = sums[path.relative_to(staging).as_posix()]
+    for dirpath, dirnames, _ in os.walk(staging, topdown=False):
+        for name in dirnames:
             os.chmod(os.path.join(dirpath, name), READ_ONLY_DIR)
-    return hashlib.sha256(checksums).hexdigest()[:12]
+        _fsync_dir(dirpath)
+    return hashlib.sha256(checksums).hexdigest()[:12], keys, linked
 
 
 def _record_of(name: str, records: dict) -> dict:
@@ -337,67 +544,143 @@ def _record_of(name: str, records: dict) -> dict:
 
 
 def publish(
-    entries: dict, results_root="results", publish_root="publish", provenance=None, lock_timeout=600.0, describe=None
+    entries: dict,
+    results_root="results",
+    publish_root="publish",
+    provenance=None,
+    lock_timeout=600.0,
+    describe=None,
+    progress=True,
 ):
     """Publish ``entries`` (published name -> source under results_root) as a release.
 
     ``describe(staging_dir, manifest)``, if given, writes further metadata files into the release
-    before it is sealed; SHA256SUMS and ``verify`` cover them like every other file.
+    before it is sealed; SHA256SUMS and ``verify`` cover them like every other file. ``progress``:
+    show progress on a terminal and print one summary line to stderr.
 
-    Returns {"release", "created", "moved", "files", "damaged"}: the release now
-    current, whether it is new, whether ``current`` changed, the number of files,
-    and the damaged releases that held the same content (never reused).
+    Returns {"release", "created", "moved", "files", "damaged", "hashed", "linked"}: the release now
+    current, whether it is new, whether ``current`` changed, the number of files, the damaged
+    releases that held the same content (never reused), and how many results were read to hash
+    them and how many files are hard links to earlier releases.
     """
     results_root, publish_root = Path(results_root), Path(publish_root)
+    shown = Progress("publish") if progress else None
     files = resolve_sources(entries, results_root)
     if not files:
         raise PublishError("the publish set is empty; declare files in workflow/rules/publish.smk")
-    identities = [_identity(os.stat(src)) for _, src in files]
-    hashes = sha256_files(src for _, src in files)
+    (publish_root / "releases").mkdir(parents=True, exist_ok=True)
+    known = load_hashes(publish_root)
+    started = time.time_ns()
+    stats = [os.stat(src) for _, src in files]
+    hashes = [known.get(_key(st)) for st in stats]
+    todo = [i for i, sha in enumerate(hashes) if sha is None]  # new or changed since last remembered
+    if shown is not None:
+        shown.phase("hashing", len(todo), sum(stats[i].st_size for i in todo))
+    fresh = sha256_files([files[i][1] for i in todo], [stats[i].st_size for i in todo], shown)
+    for i, sha in zip(todo, fresh, strict=True):
+        hashes[i] = sha
+    # only identities that had settled before hashing began are remembered (see RACY_NS)
+    remember = {
+        _key(st): sha
+        for st, sha in zip(stats, hashes, strict=True)
+        if max(st.st_mtime_ns, st.st_ctime_ns) < started - RACY_NS
+    }
     records = (provenance or {}).get("made_by", {})  # per declared entry; a directory's files share its record
     file_entries = [
-        {"path": name, "size": ident[1], "sha256": sha, "_identity": ident, **_record_of(name, records)}
-        for (name, _), ident, sha in zip(files, identities, hashes, strict=True)
+        {"path": name, "size": st.st_size, "sha256": sha, "_identity": _identity(st), **_record_of(name, records)}
+        for (name, _), st, sha in zip(files, stats, hashes, strict=True)
     ]
     provenance = {k: v for k, v in (provenance or {}).items() if k != "made_by"}
     digest = content_digest(file_entries)
-    (publish_root / "releases").mkdir(parents=True, exist_ok=True)
+    linked = 0
     with publish_lock(publish_root, lock_timeout):
         for leftover in [*publish_root.glob(".staging-*"), *publish_root.glob(".current-*")]:
             durable.rollback(leftover)
+        for leftover in publish_root.glob(".hashes-*"):
+            durable.rollback(leftover)
         current = current_release(publish_root)
-        release, damaged = _reusable_release(publish_root, digest)
+        release, damaged = _reusable_release(publish_root, digest, known)
         created = release is None
         if created:
+            sources = {(st.st_dev, st.st_ino) for st in stats}
+            shared = _shared_files(publish_root, {e["sha256"] for e in file_entries}, known, sources)
             now = _dt.datetime.now(_dt.UTC)
             staging = publish_root / f".staging-{os.getpid()}-{os.urandom(3).hex()}"
             staging.mkdir()
             try:
-                release_id = _write_release(staging, files, file_entries, provenance, now, describe)
+                release_id, release_keys, linked = _write_release(
+                    staging, files, file_entries, provenance, now, describe, shared, shown
+                )
                 release = publish_root / "releases" / f"{now.strftime('%Y%m%dT%H%M%S.%fZ')}-{release_id}"
                 os.rename(staging, release)
             except BaseException:
                 durable.rollback(staging)
                 raise
             os.chmod(release, READ_ONLY_DIR)
-            durable.sync(release.parent)
+            _fsync_dir(release.parent)
+        else:  # verified above: every file's identity is now in known
+            release_keys = {}
+            for rel, sha in _sealed_sums(release).items():
+                with contextlib.suppress(OSError):
+                    if known.get(key := _key(os.stat(release / rel))) == sha:
+                        release_keys[key] = sha
         moved = current is None or current != release.resolve()
         if moved:
             point_current(publish_root, release)
-        return {"release": str(release), "created": created, "moved": moved, "files": len(files), "damaged": damaged}
+        with contextlib.suppress(OSError):  # a cache that cannot be written only costs hashing next time
+            save_hashes(publish_root, remember | release_keys)
+    if shown is not None:
+        total = sum(st.st_size for st in stats)
+        what = f"linked {linked:,} unchanged, copied {len(files) - linked:,}" if created else "no new release"
+        shown.done(f"{len(files):,} files ({_size(total)}): hashed {len(todo):,}, {what}")
+    return {
+        "release": str(release),
+        "created": created,
+        "moved": moved,
+        "files": len(files),
+        "damaged": damaged,
+        "hashed": len(todo),
+        "linked": linked,
+    }
 
 
 def prune(publish_root: Path, keep: int) -> list[Path]:
-    """Remove all but the ``keep`` newest releases; never the current one."""
+    """Remove all but the ``keep`` newest releases; never the current one.
+
+    A kept release's files hard-linked from a removed one lose only a link, never data. Removing a
+    link changes a file's ctime, so the remembered identities of kept files are updated."""
     if keep < 1:
         raise PublishError("prune --keep must be at least 1")
+    publish_root = Path(publish_root)
     removed = []
     with publish_lock(publish_root):
         current = current_release(publish_root)
-        for release in sorted(releases(publish_root), key=lambda p: p.name, reverse=True)[keep:]:
-            if release.resolve() != current:
-                durable.rollback(release)
-                removed.append(release)
+        doomed = [
+            r
+            for r in sorted(releases(publish_root), key=lambda p: p.name, reverse=True)[keep:]
+            if r.resolve() != current
+        ]
+        if not doomed:
+            return removed
+        known = load_hashes(publish_root)
+        kept = {}  # path -> its identity key before the removal, for the files known intact
+        for release in releases(publish_root):
+            if release in doomed:
+                continue
+            for rel in _sealed_sums(release):
+                with contextlib.suppress(OSError):
+                    if (key := _key(os.stat(release / rel))) in known:
+                        kept[release / rel] = key
+        for release in doomed:
+            durable.rollback(release)
+            removed.append(release)
+        if kept:
+            rekeyed = {k: v for k, v in known.items() if k not in set(kept.values())}
+            for path, key in kept.items():
+                with contextlib.suppress(OSError):
+                    rekeyed[_key(os.stat(path))] = known[key]
+            with contextlib.suppress(OSError):
+                save_hashes(publish_root, rekeyed)
     return removed
 
 
@@ -453,7 +736,9 @@ def _cmd_verify(root: Path, release: Path | None) -> int:
         print(f"FAILED: {release} does not exist (nothing published yet?)", file=sys.stderr)
         return 2
     label = f"{release} -> {release.resolve().name}" if release.is_symlink() else str(release)
-    problems = verify(release)
+    progress = Progress("verify")
+    problems = verify(release, progress=progress)
+    progress.done(f"hashed {progress.total_files:,} files ({_size(progress.total_bytes)})")
     for problem in problems:
         print(f"FAILED: {label}: {problem}", file=sys.stderr)
     if problems:
