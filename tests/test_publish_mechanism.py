@@ -540,3 +540,26 @@ def test_progress_on_a_terminal_is_one_line_updated_a_few_times_a_second(monkeyp
     assert "hashing 10/100 files, 10.0 MB/100.0 MB, 10.0 MB/s, 9 s left" in updates[0]
     progress.done("hashed 100 files")
     assert terminal.text.endswith("verify: hashed 100 files in 10.0 s\x1b[K\n")
+
+
+def test_many_copies_are_flushed_by_one_syncfs_instead_of_an_fsync_each(repo, monkeypatch):
+    real = publish._syncfs()
+    if real is None:
+        pytest.skip("no syncfs here: every copy is fsynced")
+    (repo / "results/lots").mkdir()
+    for i in range(publish.SYNCFS_FILES):
+        (repo / f"results/lots/{i}.txt").write_text(f"{i}\n")
+    flushed, synced = [], []
+    clone = publish.durable.clone
+    monkeypatch.setattr(publish, "_syncfs", lambda: lambda path: (synced.append(path), real(path)))
+    monkeypatch.setattr(
+        publish.durable,
+        "clone",
+        lambda src, dst, mode=None, flush=False: (flushed.append(flush), clone(src, dst, mode, flush)),
+    )
+    release = publish.publish({"lots": "results/lots"})["release"]
+    assert len(synced) == 1 and flushed == [False] * publish.SYNCFS_FILES
+    assert publish.verify(release) == []
+    flushed.clear()
+    publish.publish(ENTRIES)  # two copies: an fsync each
+    assert flushed == [True, True] and len(synced) == 1
