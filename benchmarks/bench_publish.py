@@ -3,12 +3,17 @@
 ``publish.publish()`` from the rendered ``workflow/scripts/publish.py`` runs in a fresh Python process
 per measurement (a driver script written to the temp dir), so its wall time includes interpreter
 start-up just as ``cp`` includes its own. The driver also times the module's ``sha256_files`` (hashing
-on all cores) and ``durable.sync`` calls (the fsyncs) inside ``publish()``, which give their shares, and, for the big files,
+on all cores) and ``_write_release`` (copies or hard links, fsyncs, metadata) inside ``publish()``, which give their
+shares, and, for the big files,
 hashing the same files on one core, the baseline of the all-cores target. Baselines are timed as
 separate commands in the same repeat: ``cp -a``, ``cp -a --reflink=auto``, a hash of the same files
 (``sha256sum`` for the small files; ``openssl dgst -sha256`` for the big ones, because coreutils'
 ``sha256sum`` lacks the CPU's SHA instructions on some machines and would flatter us) and a ``sync``
 after each copy (publish makes its copy durable, so the durable baseline includes the flush).
+
+A second case republishes after one of N files changed: in one driver process, a full publish, then
+one file replaced (as a rerun does) and a publish again; it reports the time of the republish against the
+full publish and the disk the second release added (allocated blocks, each hard-linked file counted once).
 """
 
 from __future__ import annotations
@@ -27,7 +32,7 @@ import json, os, sys, time
 sys.path.insert(0, sys.argv[1])
 import publish  # noqa: E402
 
-SPENT = {"sha256": 0.0, "fsync": 0.0}
+SPENT = {"sha256": 0.0, "write": 0.0}
 
 
 def timed(name, function):
@@ -42,14 +47,58 @@ def timed(name, function):
 
 
 publish.sha256_files = timed("sha256", publish.sha256_files)
-publish.durable.sync = timed("fsync", publish.durable.sync)  # every flush of the release
+publish._write_release = timed("write", publish._write_release)  # copies or links, fsyncs, metadata
 subset, publish_root, one_core = sys.argv[2], sys.argv[3], sys.argv[4] == "1"
+republish = sys.argv[5:] == ["republish"]
 names = sorted(os.listdir(os.path.join("results", subset)))
 entries = {f"{subset}/{n}": f"results/{subset}/{n}" for n in names}
+
+
+def allocated(root):
+    """Bytes allocated under root, as du counts them: every inode once, hard links or not."""
+    seen, total = set(), 0
+    for dirpath, dirs, files in os.walk(root):
+        for name in [".", *dirs, *files]:
+            st = os.lstat(os.path.join(dirpath, name))
+            if (st.st_dev, st.st_ino) not in seen:
+                seen.add((st.st_dev, st.st_ino))
+                total += st.st_blocks * 512
+    return total
+
+
+if republish:  # identities remembered only once settled (publish.RACY_NS): wait until the sources are
+    newest = max(max(s.st_mtime_ns, s.st_ctime_ns) for s in map(os.stat, entries.values()))
+    time.sleep(max(0.0, (newest + publish.RACY_NS - time.time_ns()) / 1e9 + 0.1))
 t0 = time.perf_counter()
 result = publish.publish(entries, "results", publish_root, {"benchmark": True})
 seconds = time.perf_counter() - t0
-timings = {"seconds": seconds, "hash_seconds": SPENT["sha256"], "fsync_seconds": SPENT["fsync"], "result": result}
+timings = {"seconds": seconds, "hash_seconds": SPENT["sha256"], "write_seconds": SPENT["write"], "result": result}
+if republish:
+    changed = entries[f"{subset}/{names[len(names) // 2]}"]
+    with open(changed, "rb") as old, open(changed + ".new", "wb") as new:  # a rerun writes a new file
+        first = old.read(16)
+        new.write(bytes(b ^ 0xFF for b in first))
+        while chunk := old.read(1 << 20):
+            new.write(chunk)
+    os.replace(changed + ".new", changed)
+    os.sync()
+    cache = os.path.join(publish_root, publish.HASH_CACHE)
+    before, cache_before = allocated(publish_root), os.stat(cache).st_blocks * 512
+    t0 = time.perf_counter()
+    again = publish.publish(entries, "results", publish_root, {"benchmark": True})
+    timings["republish_seconds"] = time.perf_counter() - t0
+    timings["growth_bytes"] = allocated(publish_root) - before
+    release = again["release"]
+    timings["changed_bytes"] = os.stat(os.path.join(release, f"{subset}/{names[len(names) // 2]}")).st_blocks * 512
+    timings["metadata_bytes"] = (  # the release's own dirs, MANIFEST.json, SHA256SUMS; the cache's growth
+        allocated(release)
+        - allocated(os.path.join(release, subset))
+        + os.lstat(os.path.join(release, subset)).st_blocks * 512
+        + os.stat(cache).st_blocks * 512
+        - cache_before
+    )
+    timings["release_bytes"] = allocated(release)
+    timings["republish_result"] = again
 if one_core:  # the same files hashed one after the other (page cache as warm as for publish)
     t0 = time.perf_counter()
     for value in entries.values():
@@ -62,7 +111,14 @@ print(json.dumps(timings))
 '''
 
 
+# the issue asks for 100 x 100 MB; 20 x 50 MB (never more than the big files' size) fits a small machine
+REPUBLISH_MANY = (20, 50 * MB)
+
+
 def make_sources(work, n_small: int, small_bytes: int, n_big: int, big_bytes: int) -> None:
+    many, size = REPUBLISH_MANY[0], min(REPUBLISH_MANY[1], big_bytes)
+    for i in range(many if n_big else 0):
+        fill_file(work / f"results/many/m{i:02d}.bin", size, seed=200 + i)
     small = work / "results/small"
     small.mkdir(parents=True)
     for i in range(n_small):
@@ -111,7 +167,7 @@ def _measure_set(ctx: Context, work, subset: str, repeats: int, driver) -> dict[
                 for key in (
                     "seconds",
                     "hash_seconds",
-                    "fsync_seconds",
+                    "write_seconds",
                     "one_core_hash_seconds",
                     "all_cores_hash_seconds",
                 ):
@@ -130,6 +186,23 @@ def _measure_set(ctx: Context, work, subset: str, repeats: int, driver) -> dict[
     return t
 
 
+def _measure_republish(ctx: Context, work, subset: str, repeats: int, driver) -> dict[str, list[float]]:
+    """A full publish, one file changed, a republish: per repeat, in a fresh publish dir."""
+    t: dict[str, list[float]] = {}
+    for _ in range(repeats):
+        settle()
+        _, proc = ctx.run(
+            [sys.executable, driver, ctx.repo / "workflow/scripts", subset, "pub", "0", "republish"], cwd=work
+        )
+        info = json.loads(proc.stdout.strip().splitlines()[-1])
+        if not info["republish_result"]["created"] or info["republish_result"]["hashed"] != 1:
+            raise RuntimeError(f"the republish did not hash exactly the changed file: {info['republish_result']}")
+        for key in ("seconds", "republish_seconds", "growth_bytes", "changed_bytes", "metadata_bytes", "release_bytes"):
+            t.setdefault(key, []).append(info[key])
+        _remove(work / "pub")
+    return t
+
+
 def run(
     ctx: Context, n_small: int, small_bytes: int, n_big: int, big_bytes: int, repeats_small: int, repeats_big: int
 ) -> Result:
@@ -145,6 +218,14 @@ def run(
     sets = {name: value for name, value in sets.items() if value[0] > 0}  # --big-files 0: small files only
     repeats = {"small": repeats_small, "big": repeats_big}
     measured = {name: _measure_set(ctx, work, name, repeats[name], driver) for name in sets}
+    many = (REPUBLISH_MANY[0], min(REPUBLISH_MANY[1], big_bytes))
+    again_sets = {"small": f"{n_small:,} files × {small_bytes} B"}
+    if n_big:
+        again_sets["many"] = f"{many[0]} files × {many[1] / MB:,.0f} MB"
+    again = {
+        name: _measure_republish(ctx, work, name, repeats[name if name == "small" else "big"], driver)
+        for name in again_sets
+    }
     _remove(work)
 
     rows, checks, notes = [], [], []
@@ -158,7 +239,7 @@ def run(
 
         share = {
             what: paired(t[f"publish {what}_seconds"], t["publish seconds"], lambda a, b: a / b).median
-            for what in ("hash", "fsync")
+            for what in ("hash", "write")
         }
         baselines = {
             f"`cp -a` + {hash_name}": ("cp -a", "hash"),
@@ -177,7 +258,7 @@ def run(
                 *publish_stats.cells("{:.3f} s"),
                 f"{mb / publish_stats.median:.0f}",
                 f"{share['hash']:.1%}",
-                f"{share['fsync']:.1%}",
+                f"{share['write']:.1%}",
             ]
         )
         for case, steps in [
@@ -208,8 +289,31 @@ def run(
                 )
             )
         notes.append(
-            f"{label}: hashing (all cores) takes {share['hash']:.1%} of the time inside publish() and fsync "
-            f"{share['fsync']:.1%}; {hash_name} alone runs at {mb / Stats(t['hash']).median:.0f} MB/s here."
+            f"{label}: hashing (all cores) takes {share['hash']:.1%} of the time inside publish() and writing "
+            f"the release (copies or links, fsyncs, metadata) {share['write']:.1%}; {hash_name} alone runs at "
+            f"{mb / Stats(t['hash']).median:.0f} MB/s here."
+        )
+    for name, label in again_sets.items():
+        t = again[name]
+        ratio = paired(t["republish_seconds"], t["seconds"], lambda a, b: a / b)
+        rows.append([label, "full publish (in-process)", *Stats(t["seconds"]).cells("{:.3f} s"), "", "", ""])
+        rows.append([label, "republish after 1 changed", *Stats(t["republish_seconds"]).cells("{:.3f} s"), "", "", ""])
+        checks.append(
+            Check(f"{name}: republish after 1 of N changed / full publish", ratio.max, "<= 0.1", ratio.max <= 0.1)
+        )
+        growth = Stats(t["growth_bytes"])
+        allowed = [c + m for c, m in zip(t["changed_bytes"], t["metadata_bytes"], strict=True)]
+        within = all(g <= a for g, a in zip(t["growth_bytes"], allowed, strict=True))
+        checks.append(
+            Check(
+                f"{name}: disk growth of the republish", growth.max / 1024, "<= changed + metadata", within, unit="KB"
+            )
+        )
+        notes.append(
+            f"{label}: the republish added {growth.max / 1024:,.0f} KB at most (the changed file "
+            f"{Stats(t['changed_bytes']).max / 1024:,.0f} KB, the release's directories, MANIFEST.json and "
+            f"SHA256SUMS and the hash cache's growth {Stats(t['metadata_bytes']).max / 1024:,.0f} KB) to a release of "
+            f"{Stats(t['release_bytes']).median / MB:,.1f} MB; ratio is the largest of the repeats."
         )
     return Result(
         key="publish",
@@ -217,14 +321,18 @@ def run(
         method=(
             "`publish.publish(entries, 'results', ROOT, provenance)` with one entry per file, in a fresh Python "
             "process per measurement (wall time including start-up); each measurement makes a new release (the "
-            "publish dir is removed between them, untimed). A release is a copy: a reflink clone where the "
-            "filesystem offers one, else `copy_file_range`, then one fsync per file. The hash share is the time "
-            "in `sha256_files()` (all cores), the fsync share the time in `durable.sync()`, both over the time inside "
-            "`publish()`. Baselines: `cp -a SRC DST`, `cp -a --reflink=auto SRC DST`, the hash command and `sync` "
+            "publish dir is removed between them, untimed). A new release's file is a hard link to an earlier "
+            "release holding the same bytes, else a copy (a reflink clone where the filesystem offers one, else "
+            "`copy_file_range`), flushed by an fsync each or, from 64 copies on, one `syncfs`. The hash share is the time in `sha256_files()` (all "
+            "cores), the write share the time in `_write_release()` (links or copies, fsyncs, metadata), both over "
+            "the time inside `publish()`. Republish: in one process, a full publish, one file replaced, a publish "
+            f"again (both timed inside the process); the issue asks for 100 × 100 MB, this machine runs "
+            f"{REPUBLISH_MANY[0]} × {REPUBLISH_MANY[1] // MB} MB. Disk growth: allocated blocks under the publish "
+            "dir after minus before, each inode once. Baselines: `cp -a SRC DST`, `cp -a --reflink=auto SRC DST`, the hash command and `sync` "
             "right after each copy, timed separately in the same repeat and summed. Ratios are medians of the "
             "per-repeat ratios. Every step starts after `sync`."
         ),
-        headers=["set", "case", "median", "min", "max", "MB/s (median)", "hash share", "fsync share"],
+        headers=["set", "case", "median", "min", "max", "MB/s (median)", "hash share", "write share"],
         rows=rows,
         checks=checks,
         notes=notes,
