@@ -338,10 +338,11 @@ rule pair:
     input:
         r1=sample_file,
         r2=sample_file("fq2"),
+        pair=sample_file("path", "fq2"),
     output:
         both="results/pairs/{sample}.txt",
     shell:
-        scratch("cat {input.r1:q} {input.r2:q} | wc -l > {output.both:q}")
+        scratch("cat {input.r1:q} {input.r2:q} | wc -l > {output.both:q}; echo {input.pair:q} >> {output.both:q}")
 """
 
 
@@ -362,8 +363,10 @@ def test_a_second_file_column_is_resolved_checked_before_the_run_and_staged(rend
     snakemake(repo, "--profile", "profiles/ci", "results/pairs/alpha.txt", "results/pairs/beta.txt")
     alpha = (repo / "data/inputs/alpha.txt").read_text().count("\n")
     beta = (repo / "data/inputs/beta.txt").read_text().count("\n")
-    assert int((repo / "results/pairs/alpha.txt").read_text()) == alpha + 2
-    assert int((repo / "results/pairs/beta.txt").read_text()) == beta, "an empty optional file column: no file"
+    count, pair = (repo / "results/pairs/alpha.txt").read_text().splitlines()
+    assert int(count) == alpha + 2 and pair == "data/inputs/alpha.txt data/inputs/alpha_2.txt"
+    count, pair = (repo / "results/pairs/beta.txt").read_text().splitlines()
+    assert int(count) == beta and pair == "data/inputs/beta.txt", "an empty optional file column: no file"
     (repo / "config/samples.tsv").write_text(
         "sample\tpath\tfq2\tgroup\nalpha\talpha.txt\tmissing_2.txt\tprose\nbeta\tbeta.txt\t../x\tprose\n"
     )
@@ -371,3 +374,27 @@ def test_a_second_file_column_is_resolved_checked_before_the_run_and_staged(rend
     assert run.returncode != 0
     assert "line 2 (sample 'alpha'): input file data/inputs/missing_2.txt (fq2) does not exist" in run.output
     assert "line 3 (sample 'beta'): fq2 '../x' must be relative to data/inputs/" in run.output
+
+
+SHADOW_OUTSIDE = """
+rule shadowed:
+    input:
+        ref="../shared/genome.fa",
+    output:
+        "results/shadowed.txt",
+    shadow:
+        "minimal"
+    shell:
+        "cp {input.ref:q} {output:q}"
+"""
+
+
+def test_a_shadow_rule_with_an_input_outside_the_working_directory_is_refused_before_any_job(render, snakemake):
+    repo = render()
+    shared_reference(repo)
+    add_to_snakefile(repo, SHADOW_OUTSIDE, final='\nFINAL_OUTPUTS["results/shadowed.txt"] = None\n')
+    hand_over(repo, workflow_user())
+    run = snakemake(repo, "--profile", "profiles/local", check=False)
+    assert run.returncode != 0
+    assert "../shared/genome.fa (rule shadowed)" in run.output and "os.path.abspath" in run.output
+    assert not (repo / "results").exists(), "refused before any job"

@@ -229,18 +229,26 @@ def _sample_row(wildcards):
         ) from None
 
 
-def sample_file(column="path"):
-    """The job's sample's input file: ``input: sample_file`` for the "path" column,
-    ``sample_file("<column>")`` for another input-file column (empty: no file)."""
+def sample_file(*columns):
+    """The job's sample's input file(s): ``input: sample_file`` for the "path" column,
+    ``sample_file("<column>")`` for another input-file column (left empty: no file), and
+    ``sample_file("path", "fq2")`` for several as one list (a read pair for a wrapper)."""
     # used itself as the input function: the path column
-    if not isinstance(column, str):
-        return _sample_row(column)["files"]["path"]
-    if column not in SAMPLE_FILE_COLUMNS:
-        raise WorkflowError(
-            f"sample_file({column!r}): the column is not declared with format: {INPUT_FILE_FORMAT} "
-            "in workflow/schemas/samples.schema.yaml"
-        )
-    return lambda wildcards: _sample_row(wildcards)["files"].get(column, [])
+    if len(columns) == 1 and not isinstance(columns[0], str):
+        return _sample_row(columns[0])["files"]["path"]
+    for column in columns:
+        if column not in SAMPLE_FILE_COLUMNS:
+            raise WorkflowError(
+                f"sample_file({column!r}): the column is not declared with format: {INPUT_FILE_FORMAT} "
+                "in workflow/schemas/samples.schema.yaml"
+            )
+
+    def files(wildcards):
+        found = _sample_row(wildcards)["files"]
+        listed = [found[column] for column in columns if column in found]
+        return listed[0] if len(columns) == 1 and listed else listed
+
+    return files
 
 
 def sample_column(column):

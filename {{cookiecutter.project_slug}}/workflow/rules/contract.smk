@@ -65,6 +65,7 @@ onstart:
     check_routes()
     check_shadow_filesystem()
     check_planned_results()
+    check_shadow_inputs()
     set_aside_stale_results()
     record_run_context()
 
@@ -258,6 +259,26 @@ STALE_RESULTS = "work/stale-results"
 def is_final(path):
     """Whether ``path`` is a declared final output or lies inside a final directory()."""
     return any(p in FINAL_OUTPUTS for p in [path, *map(str, Path(path).parents)])
+
+
+def check_shadow_inputs():
+    """Refuse, before any job, shadow jobs with an input outside the working directory: Snakemake
+    cannot link "../" paths into a shadow directory and would stop the run at that job."""
+    outside = sorted(
+        {
+            f"{f} (rule {job.rule.name})"
+            for job in workflow.dag.jobs
+            if job.rule.shadow_depth
+            for f in job.input
+            if str(f).startswith("../")
+        }
+    )
+    if outside:
+        raise WorkflowError(
+            f"shadow jobs cannot read inputs outside the working directory: {', '.join(outside[:3])}. "
+            "Give such an input as an absolute path (os.path.abspath(...)), or copy it under work/ with a "
+            "scratch() rule first; see docs/rule-kinds.md#the-shadow-route-shadow-minimal."
+        )
 
 
 def check_planned_results():
