@@ -19,11 +19,11 @@ import os
 import random
 import re
 import shutil
-import subprocess
 import sys
 from pathlib import Path
 
-import yaml
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from customising import add_pin, describe_and_regenerate_docs, edit_yaml, fit_contexts, run_removals  # noqa: E402 (tests/real_workflows/)
 
 TOOLS = ["fastp", "kallisto", "multiqc"]
 SYSTEM_PACKAGES = "fastp kallisto"  # MultiQC comes from PyPI (requirements.txt)
@@ -175,35 +175,6 @@ def write_site(site, transcripts):
 # ---------------------------------------------------------------------------------------------------------
 # following docs/customising.md
 # ---------------------------------------------------------------------------------------------------------
-def doc_section(repo, heading):
-    text = (repo / "docs/customising.md").read_text()
-    return text.split(f"\n## {heading}\n", 1)[1].split("\n## ", 1)[0]
-
-
-def run_removals(repo):
-    """The `rm` block of "Replacing the example", as written there."""
-    (block,) = re.findall(r"```bash\n(.*?)```", doc_section(repo, "Replacing the example"), re.S)
-    subprocess.run(["bash", "-euo", "pipefail", "-c", block], cwd=repo, check=True)
-
-
-def edit_yaml(path, change):
-    path.write_text(yaml.safe_dump(change(yaml.safe_load(path.read_text())), sort_keys=False))
-
-
-def set_groups(profile):
-    """The groups: of a cluster profile name this workflow's rules instead of the example's."""
-    lines, seen = [], False
-    for line in profile.read_text().splitlines(keepends=True):
-        if re.match(r"^  \w+: (per_sample|fan_in)\b", line):
-            if not seen:
-                lines += [f"  {rule}: {group} # seconds per job on the test data\n" for rule, group in GROUPS.items()]
-                seen = True
-            continue
-        lines.append(line)
-    assert seen, f"{profile}: no groups: entries of the example to replace"
-    profile.write_text("".join(lines))
-
-
 def set_wrapper_prefix(profile, prefix):
     """The site setting docs/rule-kinds.md ("A wrapper: shadow") puts in each context's profile."""
     text = profile.read_text()
@@ -211,14 +182,6 @@ def set_wrapper_prefix(profile, prefix):
     text, n = re.subn(r"^(latency-wait: .*\n)", lambda m: m.group(1) + line, text, count=1, flags=re.M)
     assert n == 1, f"{profile}: no latency-wait line to add the wrapper-prefix after"
     profile.write_text(text)
-
-
-def add_pin(path, line, after):
-    text = path.read_text()
-    if line not in text:
-        text, n = re.subn(rf"^({re.escape(after)}.*\n)", rf"\1{line}\n", text, count=1, flags=re.M)
-        assert n == 1, f"{path}: no {after} line to add {line} after"
-        path.write_text(text)
 
 
 def apply(repo: Path, site: Path) -> None:
@@ -271,38 +234,17 @@ def apply(repo: Path, site: Path) -> None:
     for profile in sorted((repo / "profiles").glob("*/config.yaml")):
         set_wrapper_prefix(profile, (site / "wrappers").resolve().as_uri() + "/")
 
-    # 4. per-rule resources (copied above) and the cluster profiles' groups
-    for context in ("slurm", "cluster-sim"):
-        set_groups(repo / "profiles" / context / "config.yaml")
-    # the tools the rules call, for the generated CI files
-    for ci in (repo / ".github/workflows/ci.yml", repo / ".gitlab-ci.yml"):  # the one the ci answer chose
-        if ci.exists():
-            ci.write_text(ci.read_text().replace('SYSTEM_PACKAGES: ""', f'SYSTEM_PACKAGES: "{SYSTEM_PACKAGES}"'))
-
+    # 4. per-rule resources (copied above), the cluster profiles' groups, the CI file's system packages
+    fit_contexts(repo, GROUPS, SYSTEM_PACKAGES)
     # 5. tests (copied above): the generated tests copy the checkout beside links to its neighbours, so
     # ../site/ resolves in the copies too
     assert site.parent == repo.parent, "the site is expected beside the checkout (../site)"
 
     # 6. docs: regenerate, then the prose that described the example
-    readme = repo / "README.md"
-    text, n = re.subn(
-        r"^\| `workflow/rules/process\.smk`.*$",
+    describe_and_regenerate_docs(
+        repo,
         "| `workflow/rules/quant.smk` | the rules: fastp trimming and kallisto quantification per sample against "
         "the site's transcriptome, the abundance tables, the count matrix (`workflow/scripts/count_matrix.py`) "
         "and a MultiQC report over all samples |",
-        readme.read_text(),
-        flags=re.M,
+        "its trimming and quantification, then the count matrix and the MultiQC report",
     )
-    assert n == 1, "README.md: the layout row of the example's rules"
-    readme.write_text(text)
-    sheet_readme = repo / "config/README.md"
-    text, n = re.subn(
-        r"\(for the example: [^)]*\)",
-        "(its trimming and quantification, then the count matrix and the MultiQC report)",
-        sheet_readme.read_text(),
-    )
-    assert n == 1, "config/README.md: the example's part of adding a sample"
-    sheet_readme.write_text(text)
-    env = dict(os.environ, PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}")
-    docs = subprocess.run(["make", "docs"], cwd=repo, env=env, capture_output=True, text=True)
-    assert docs.returncode == 0, f"make docs failed:\n{docs.stdout}\n{docs.stderr}"
