@@ -40,7 +40,7 @@ def window_rates(records: list[dict], windows: int = 4) -> list[float]:
 def run(ctx: Context, n: int, repeats: int) -> Result:
     before = load()
     write_rules(ctx)
-    outdir = ctx.repo / "results/bench/wrapped"
+    outdir = ctx.repo / "work/bench/wrapped"
     cluster_t, local_t, job_s, queue_s, windows = [], [], [], [], []
     for r in range(repeats):
         order = ("cluster-sim", "local") if r % 2 == 0 else ("local", "cluster-sim")

@@ -3,7 +3,8 @@
 The rules live in a small Snakefile written next to the rendered workflow's own Snakefile. It sets the
 same configfile and includes ``rules/common.smk`` and ``rules/contract.smk``, so the wrapped rule uses the real ``scratch()``
 helper and the real ``workflow/scripts/scratch.py``. Each run is a whole ``snakemake`` process with
-``--profile profiles/local --cores 2``; the metric is the wall time difference per job.
+``--profile profiles/local --cores 2``; the metric is the wall time difference per job. The outputs
+go under ``work/bench/``: the contract refuses a plain or shadow rule that writes under ``results/``.
 """
 
 from __future__ import annotations
@@ -24,21 +25,21 @@ include: "rules/contract.smk"
 
 rule bench_plain:
     output:
-        "results/bench/plain/{i}.txt",
+        "work/bench/plain/{i}.txt",
     shell:
         "echo > {output:q}"
 
 
 rule bench_wrapped:
     output:
-        "results/bench/wrapped/{i}.txt",
+        "work/bench/wrapped/{i}.txt",
     shell:
         scratch("echo > {output:q}")
 
 
 rule bench_shadow:
     output:
-        "results/bench/shadow/{i}.txt",
+        "work/bench/shadow/{i}.txt",
     shadow:
         "copy-minimal"
     shell:
@@ -52,7 +53,7 @@ def write_rules(ctx: Context) -> None:
 
 
 def targets(variant: str, n: int) -> list[str]:
-    return [f"results/bench/{variant}/{i}.txt" for i in range(n)]
+    return [f"work/bench/{variant}/{i}.txt" for i in range(n)]
 
 
 def snakemake_args(ctx: Context, targets_: list[str], profile: str = "local") -> list[str]:
@@ -64,13 +65,13 @@ def snakemake_args(ctx: Context, targets_: list[str], profile: str = "local") ->
 
 def _wrapper_alone(ctx: Context, n: int) -> tuple[Stats, Stats]:
     """scratch.py vs bash for the same command, serially, no Snakemake: seconds per call."""
-    work = ctx.repo / "results/bench/alone"
+    work = ctx.repo / "work/bench/alone"
     scratch_py = ctx.repo / "workflow/scripts/scratch.py"
     root = ctx.tmp / "tmp/overhead-alone-scratch"
     bash_t, wrap_t = [], []
     work.mkdir(parents=True, exist_ok=True)
     for i in range(n):
-        out = f"results/bench/alone/{i}.txt"
+        out = f"work/bench/alone/{i}.txt"
         seconds, _ = ctx.run(["bash", "-euo", "pipefail", "-c", f"echo > {out}"], cwd=ctx.repo)
         bash_t.append(seconds)
         (ctx.repo / out).unlink()
@@ -87,7 +88,7 @@ def _wrapper_alone(ctx: Context, n: int) -> tuple[Stats, Stats]:
 def run(ctx: Context, n: int, repeats: int, shadow_repeats: int) -> Result:
     write_rules(ctx)
     before = load()
-    bench = ctx.repo / "results/bench"
+    bench = ctx.repo / "work/bench"
     # warm-up (not counted): first run in the repository creates .snakemake/ and compiles caches
     ctx.snakemake(*snakemake_args(ctx, targets("plain", 1)))
     shutil.rmtree(bench, ignore_errors=True)

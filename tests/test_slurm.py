@@ -146,20 +146,28 @@ def test_scancel_of_running_jobs_leaves_no_partial_output_retries_once_and_rerun
     log = tmp_path / "snakemake-scancel.log"
     proc = start_snakemake(repo, env, "--profile", "profiles/slurm", *OVERRIDES, *squeue, "results/slow/s.bin", log=log)
     cancelled, node = [], tmp_path / "node-scratch"
+
+    def writing_since(moment):
+        """s.bin being written in node scratch after `moment` (a retry reuses the job's scratch path: the
+        job dir is named by rule, wildcards and outputs, and the leftover of the killed attempt is removed)."""
+        return [p for p in node.rglob("s.bin") if p.stat().st_size > 0 and p.stat().st_mtime > moment]
+
     try:
         # The profile's `retries: 1` resubmits a cancelled job once (preemption); cancel both attempts.
+        since = 0.0
         for attempt in (1, 2):
-            wait_for(
-                lambda n=attempt: len([p for p in node.rglob("s.bin") if p.stat().st_size > 0]) >= n,
-                timeout=300,
-                what=f"attempt {attempt} of the Slurm job to be writing in node scratch",
-            )
             jobs = wait_for(
                 lambda done=tuple(cancelled): [j for j in jobs_in(repo, running_only=True) if j not in done],
-                timeout=60,
-                what="its running job id",
+                timeout=300,
+                what=f"the running job id of attempt {attempt}",
+            )
+            wait_for(
+                lambda t=since: writing_since(t),
+                timeout=120,
+                what=f"attempt {attempt} of the Slurm job to be writing in node scratch",
             )
             subprocess.run(["scancel", *jobs], check=True, timeout=30)  # like a time limit
+            since = time.time() + 1.0  # the cancelled attempt writes nothing after its signal
             cancelled += jobs
             assert not (repo / "results/slow/s.bin").exists(), f"no partial output after scancel {attempt}"
         try:

@@ -232,7 +232,8 @@ def _sample_row(wildcards):
 def sample_file(*columns):
     """The job's sample's input file(s): ``input: sample_file`` for the "path" column,
     ``sample_file("<column>")`` for another input-file column (left empty: no file), and
-    ``sample_file("path", "fq2")`` for several as one list (a read pair for a wrapper)."""
+    ``sample_file("path", "fq2")`` for several as one list (a read pair for a wrapper).
+    """
     # used itself as the input function: the path column
     if len(columns) == 1 and not isinstance(columns[0], str):
         return _sample_row(columns[0])["files"]["path"]

@@ -263,7 +263,8 @@ def is_final(path):
 
 def check_shadow_inputs():
     """Refuse, before any job, shadow jobs with an input outside the working directory: Snakemake
-    cannot link "../" paths into a shadow directory and would stop the run at that job."""
+    cannot link "../" paths into a shadow directory and would stop the run at that job.
+    """
     outside = sorted(
         {
             f"{f} (rule {job.rule.name})"
