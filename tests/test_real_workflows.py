@@ -13,11 +13,15 @@ Each port is a directory `tests/real_workflows/<name>/` with a `port.py` (found 
 The site is handed to the workflow user read-only (root keeps it, as a shared reference would be kept);
 the checkout becomes the user's own.
 
-For every port and context (local, cluster-sim, and a real Slurm as tests/test_slurm.py uses it): the run
-builds exactly the final outputs Snakemake plans under results/, a publish makes a release that
-`publish.py verify` and `sha256sum -c` accept and that holds PUBLISHED, and a forced rerun of everything
-followed by a publish makes no new release (the port makes its tools' outputs reproducible). And the port's
-own generated `make test` passes. Run times per port and context are printed (pytest -s shows them).
+Every context, each proven once:
+- local, ci and cluster-sim: the port's own generated `make test` passes. It builds exactly the final
+  outputs in each local context, the simulated cluster's results equal the local ones, a publish makes a
+  release that `publish.py verify` and `sha256sum -c` accept, and a forced rerun publishes no new release.
+- a real Slurm, as tests/test_slurm.py uses it: the run builds exactly the final outputs Snakemake plans
+  under results/, a publish makes a release that `verify` and `sha256sum -c` accept and that holds
+  PUBLISHED, and a forced rerun of everything on the laptop (local profile) followed by a publish makes no
+  new release: the cluster made the very bytes the laptop makes (the port makes its tools reproducible).
+Run times per port and step are printed (pytest -s shows them).
 """
 
 import csv
@@ -37,8 +41,6 @@ from slurm_cluster import OVERRIDES, SITE, configure_site, jobs_in, unavailable
 
 PORTS_DIR = Path(__file__).parent / "real_workflows"
 PORTS = sorted(p.parent.name for p in PORTS_DIR.glob("*/port.py"))
-CONTEXTS = ("local", "cluster-sim", "slurm")
-SLURM = (pytest.mark.slurm, pytest.mark.xdist_group("slurm"))
 _loaded = {}
 
 
@@ -50,12 +52,6 @@ def load_port(name):
         spec.loader.exec_module(module)
         _loaded[name] = module
     return _loaded[name]
-
-
-def port_and_context():
-    for name in PORTS:
-        for context in CONTEXTS:
-            yield pytest.param(name, context, id=f"{name}-{context}", marks=SLURM if context == "slurm" else ())
 
 
 def need_tools(name, port):
@@ -80,29 +76,19 @@ def share_read_only(site):
     os.chmod(site, 0o755)
 
 
-def ported(render, name, context=None):
+def ported(render, name, slurm=False):
     """A repository rendered with the default answers and turned into port `name`; the site beside it."""
     port = load_port(name)
     need_tools(name, port)
     repo = render()
     site = repo.parent / "site"
     port.apply(repo, site)
-    if context == "slurm":
+    if slurm:
         configure_site(repo, **SITE)
     hand_over(repo, workflow_user())
     if site.exists():
         share_read_only(site)
     return port, repo
-
-
-def context_env(tmp_path, context):
-    """(environment, extra snakemake arguments) of a context: its node-local scratch, and on the test
-    cluster the overrides of tests/test_slurm.py."""
-    if context == "cluster-sim":
-        return isolated_env(tmp_path, SIM_NODE_SCRATCH_ROOT=str(node_tmp(tmp_path, "nodes"))), []
-    if context == "slurm":
-        return isolated_env(tmp_path, TEST_NODE_SCRATCH=str(node_tmp(tmp_path, "node-scratch"))), OVERRIDES
-    return isolated_env(tmp_path, TMPDIR=str(node_tmp(tmp_path))), []
 
 
 def results_files(repo):
@@ -126,23 +112,27 @@ def assert_results_are_exactly(repo, planned):
     assert not extra, f"files under results/ that are no planned final output: {extra}"
 
 
+@pytest.mark.slurm
+@pytest.mark.xdist_group("slurm")
 @pytest.mark.timeout(1800)
-@pytest.mark.parametrize(("name", "context"), port_and_context())
-def test_port_builds_exactly_its_final_outputs_publishes_a_verified_release_and_a_forced_rerun_publishes_nothing_new(
-    render, tmp_path, name, context
+@pytest.mark.parametrize("name", PORTS)
+def test_port_on_slurm_builds_exactly_its_final_outputs_and_publishes_the_bytes_a_local_rerun_makes(
+    render, tmp_path, name
 ):
-    if context == "slurm" and unavailable():
+    if unavailable():
         missing_in_ci_fails("no Slurm cluster reachable (start one with: sudo bash tests/slurm/up.sh)")
-    port, repo = ported(render, name, context)
-    env, extra = context_env(tmp_path, context)
+    port, repo = ported(render, name, slurm=True)
+    # node-local scratch of the test cluster and of the laptop rerun
+    env = isolated_env(
+        tmp_path, TEST_NODE_SCRATCH=str(node_tmp(tmp_path, "node-scratch")), TMPDIR=str(node_tmp(tmp_path))
+    )
     user = workflow_user()
     times = {}
 
     def cancel_jobs():
-        if context == "slurm":
-            jobs = jobs_in(repo)
-            if jobs:
-                subprocess.run(["scancel", *jobs], capture_output=True, timeout=30)
+        jobs = jobs_in(repo)
+        if jobs:
+            subprocess.run(["scancel", *jobs], capture_output=True, timeout=30)
 
     def run(*args, step=None, timeout=900):
         t0 = time.monotonic()
@@ -152,7 +142,8 @@ def test_port_builds_exactly_its_final_outputs_publishes_a_verified_release_and_
         assert done.returncode == 0, repr(done)
         return done
 
-    def snakemake(*args, step=None):
+    def snakemake(*args, step=None, context="slurm"):
+        extra = OVERRIDES if context == "slurm" else []
         return run(tool("snakemake"), "--profile", f"profiles/{context}", *extra, *args, step=step)
 
     def release():
@@ -175,17 +166,17 @@ def test_port_builds_exactly_its_final_outputs_publishes_a_verified_release_and_
         absent = [n for n in port.PUBLISHED if not (current / n).is_file()]
         assert not absent, f"the release {current.name} lacks {absent}: {sorted(os.listdir(current))}"
 
-        snakemake("--forceall", step="forced rerun")
+        snakemake("--forceall", step="forced rerun on the laptop", context="local")
         assert_results_are_exactly(repo, planned)
-        again = snakemake("publish", step="publish again")
+        again = snakemake("publish", step="publish again", context="local")
         assert "no new release" in again.output, (
-            "a forced rerun changed published bytes (make the port's tools reproducible):\n" + again.output[-3000:]
+            "the laptop's rerun changed published bytes (make the port's tools reproducible):\n" + again.output[-3000:]
         )
         assert release() == str(current)
         assert len(os.listdir(repo / "publish/releases")) == 1
     finally:
         shown = ", ".join(f"{step} {seconds:.1f} s" for step, seconds in times.items())
-        print(f"\n[real workflow] {name} under {context}: {shown}")
+        print(f"\n[real workflow] {name} on Slurm: {shown}")
 
 
 @pytest.mark.timeout(2400)
