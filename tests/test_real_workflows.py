@@ -15,8 +15,9 @@ the checkout becomes the user's own.
 
 Every context, each proven once:
 - local, ci and cluster-sim: the port's own generated `make test` passes. It builds exactly the final
-  outputs in each local context, the simulated cluster's results equal the local ones, a publish makes a
-  release that `publish.py verify` and `sha256sum -c` accept, and a forced rerun publishes no new release.
+  outputs in each local context, the simulated cluster's results equal the local ones and it publishes a
+  verified release, a local publish makes a release that `publish.py verify` and `sha256sum -c` accept,
+  and a forced rerun publishes no new release.
 - a real Slurm, as tests/test_slurm.py uses it: the run builds exactly the final outputs Snakemake plans
   under results/, a publish makes a release that `verify` and `sha256sum -c` accept and that holds
   PUBLISHED, and a forced rerun of everything on the laptop (local profile) followed by a publish makes no

@@ -62,7 +62,9 @@ def test_each_local_context_builds_exactly_the_final_outputs_and_publishes_nothi
 
 
 @pytest.mark.skipif("cluster-sim" not in CONTEXTS, reason="this repository has no profiles/cluster-sim")
-def test_the_simulated_cluster_gives_the_same_results_as_local(workflow_copy, run_snakemake):
+def test_the_simulated_cluster_gives_the_same_results_as_local_and_publishes_a_verified_release(
+    workflow_copy, run_snakemake
+):
     import shutil
 
     local = workflow_copy
@@ -71,6 +73,9 @@ def test_the_simulated_cluster_gives_the_same_results_as_local(workflow_copy, ru
     run_snakemake(local, "--profile", "profiles/local")
     run_snakemake(sim, "--profile", "profiles/cluster-sim", timeout=600)
     assert results_of(sim) == results_of(local)
+    run_snakemake(sim, "--profile", "profiles/cluster-sim", "publish", timeout=600)
+    verify = [sys.executable, "workflow/scripts/publish.py", "verify"]
+    assert subprocess.run(verify, cwd=sim, capture_output=True).returncode == 0
 
 
 def test_publish_makes_a_release_that_verify_and_sha256sum_accept(workflow_copy, run_snakemake):
