@@ -26,21 +26,20 @@ from conftest import isolated_env, load_json, run_command
 # RO-Crate 1.0 and RO-Crate 1.1) and the severity checked: its MUST and SHOULD requirements.
 PROFILE = "workflow-run-crate-0.5"
 SEVERITY = "RECOMMENDED"
-# SHOULDs a release meets once the project says what the template cannot know: a repository URL
-# (CITATION.cff repository-code, or the git remote origin) is the workflow's url, an author's
-# website in CITATION.cff that author's url.
+# SHOULDs a release meets once the project says what the template cannot know, in CITATION.cff: a
+# repository URL (repository-code, or the git remote origin) is the workflow's url, an author's website
+# that author's url, the first contact organisation the release's publisher.
 NEEDS_PROJECT_DATA = {
     "process-run-crate-0.5_3.2": "The Application SHOULD have a url",
     "ro-crate-1.1_31.2": "The organization SHOULD have a URL.",
+    "ro-crate-1.1_22.3": "The `publisher` property of a `Root Data Entity` SHOULD be an `Organization`",
 }
-# SHOULDs no release meets honestly. The main workflow's @id is its copy's path in the release:
+# The SHOULD no release meets honestly. The main workflow's @id is its copy's path in the release:
 # Workflow RO-Crate wants that file in the crate (checked at REQUIRED, by fetching an absolute URL),
 # so it cannot also be the absolute URI Process Run Crate asks of SoftwareSourceCode
-# (roc-validator issue 51). Nothing in a project names an organisation that publishes its results:
-# the workflow's authors need not be the ones who run it.
+# (roc-validator issue 51).
 UNMET = {
     "process-run-crate-0.5_5.1": "The SoftwareApplication id SHOULD be an absolute URI",
-    "ro-crate-1.1_22.3": "The `publisher` property of a `Root Data Entity` SHOULD be an `Organization`",
 }
 CRATE_CONTEXT = "https://w3id.org/ro/crate/1.1/context"
 CFFCONVERT = "cffconvert==2.0.0"
@@ -194,10 +193,12 @@ def test_published_release_is_a_workflow_run_crate_that_roc_validator_accepts(re
     # docs/releasing.md: a version bump reaches MANIFEST.json and the crate with the next release
     snakefile = repo / "workflow/Snakefile"
     snakefile.write_text(snakefile.read_text().replace('WORKFLOW_VERSION = "1.2.3"', 'WORKFLOW_VERSION = "1.3.0"'))
-    # and once CITATION.cff says where the repository is and the author's website, the crate says so too
+    # and once CITATION.cff says where the repository is, the author's website and the lab that publishes
+    # (docs/releasing.md), the crate says so too
     citation = repo / "CITATION.cff"
     text = citation.read_text().replace("    email:", "    website: 'https://lab.example.org'\n    email:", 1)
-    citation.write_text(text + "repository-code: 'https://git.example.org/lab/crate-check'\n")
+    text += "repository-code: 'https://git.example.org/lab/crate-check'\n"
+    citation.write_text(text + "contact:\n  - name: 'Genomics Lab'\n    website: 'https://lab.example.org'\n")
     snakemake(repo, "--profile", "profiles/local", "--config", "top_words=2")
     snakemake(repo, "--profile", "profiles/local", "publish", "--config", "top_words=2")
     newer = (repo / "publish/current").resolve()
@@ -207,6 +208,8 @@ def test_published_release_is_a_workflow_run_crate_that_roc_validator_accepts(re
     new_workflow = new_crate[new_crate["./"]["mainEntity"]["@id"]]
     assert new_workflow["version"] == "1.3.0" and new_workflow["url"] == "https://git.example.org/lab/crate-check"
     assert new_crate["#author-1"]["url"] == "https://lab.example.org"
+    publisher = new_crate[new_crate["./"]["publisher"]["@id"]]
+    assert publisher["@type"] == "Organization" and publisher["name"] == "Genomics Lab"
     unmet(validate_crate(newer, monkeypatch)[1], UNMET)
 
 

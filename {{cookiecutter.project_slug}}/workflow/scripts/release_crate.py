@@ -116,9 +116,15 @@ def describe_release(crate, manifest, name, version, cite):
         root["license"] = add_work(crate, f"https://spdx.org/licenses/{licence}", licence, identifier=licence)
     else:  # Workflow RO-Crate requires a license statement; the project chose none
         root["license"] = "No license: all rights reserved by the authors"
-    authors = [add_author(crate, number, author) for number, author in enumerate(cite.get("authors") or [], 1)]
+    authors = [
+        add_party(crate, f"#author-{number}", author) for number, author in enumerate(cite.get("authors") or [], 1)
+    ]
     if authors:
         root["author"] = single(authors)
+    # the publisher: CITATION.cff's first contact that is an organisation (a lab, an institute)
+    organisations = [c for c in cite.get("contact") or [] if isinstance(c, dict) and c.get("name")]
+    if organisations:
+        root["publisher"] = add_party(crate, "#publisher", organisations[0])
     for url, (label, number) in PROFILES.items():
         root.append_to("conformsTo", add_work(crate, url, label, version=number))
     return authors
@@ -263,12 +269,13 @@ def add_agent(crate):
     return crate.add_jsonld({"@id": "#agent", "@type": "Person", "name": name, "description": about})
 
 
-def add_author(crate, number, author):
-    """A CITATION.cff author: a Person (given-names, family-names) or an entity (name: a team, an institute)."""
-    author = author if isinstance(author, dict) else {"name": str(author)}
-    name = author.get("name") or " ".join(str(author[k]) for k in ("given-names", "family-names") if author.get(k))
-    entity = {"@id": f"#author-{number}", "@type": "Organization" if "name" in author else "Person", "name": name}
-    entity |= {key: str(author[cff]) for key, cff in (("email", "email"), ("url", "website")) if author.get(cff)}
+def add_party(crate, identifier, party):
+    """A CITATION.cff author or contact: a Person (given-names, family-names) or an entity (name: a team,
+    an institute), which RO-Crate calls an Organization."""
+    party = party if isinstance(party, dict) else {"name": str(party)}
+    name = party.get("name") or " ".join(str(party[k]) for k in ("given-names", "family-names") if party.get(k))
+    entity = {"@id": identifier, "@type": "Organization" if "name" in party else "Person", "name": name}
+    entity |= {key: str(party[cff]) for key, cff in (("email", "email"), ("url", "website")) if party.get(cff)}
     return crate.add_jsonld(entity)
 
 
