@@ -21,17 +21,33 @@ from conftest import hand_over, scratch_records, workflow_user
 # A shared reference outside the checkout, with the companion files a tool finds beside it.
 REFERENCE = {"genome.fa": ">chr1\nACGTACGT\n", "genome.fa.fai": "chr1\t8\t6\t8\t9\n"}
 
-SHELL_RULES = """
+# The same two rules, shell and Python script alike: only each rule's action differs.
+RULES = """
 rule per_sample:
     input:
         text=sample_file,
         ref=multiext("../shared/genome.fa", "", ".fai"),
     output:
-        stats=multiext("results/shapes/{sample}", ".words", ".lines"),
-        tmp=temp("work/shapes/{sample}.tmp"),
+        stats=multiext("results/shapes/{{sample}}", ".words", ".lines"),
+        tmp=temp("work/shapes/{{sample}}.tmp"),
     log:
-        "logs/per_sample/{sample}.log",
-    params:
+        "logs/per_sample/{{sample}}.log",
+{per_sample}
+
+
+rule fan_in:
+    input:
+        words=expand("results/shapes/{{sample}}.words", sample=SAMPLE_IDS),
+        ref="../shared/genome.fa",
+    output:
+        table=protected("results/shapes/all.tsv"),
+        folder=directory("results/shapes/by_sample"),
+    log:
+        "logs/fan_in.log",
+{fan_in}
+"""
+SHELL_RULES = RULES.format(
+    per_sample="""    params:
         ref_prefix=lambda wildcards, input: input.ref[0].removesuffix(".fa"),
     threads: 2
     shell:
@@ -39,53 +55,18 @@ rule per_sample:
             "exec 2> {log:q}; test -s {params.ref_prefix:q}.fa.fai; "
             "sort --parallel={threads} -T \\"$TMPDIR\\" {input.text:q} > {output.tmp:q}; "
             "wc -w < {output.tmp:q} > {output.stats[0]:q}; wc -l < {input.text:q} > {output.stats[1]:q}"
-        )
-
-
-rule fan_in:
-    input:
-        words=expand("results/shapes/{sample}.words", sample=SAMPLE_IDS),
-        ref="../shared/genome.fa",
-    output:
-        table=protected("results/shapes/all.tsv"),
-        folder=directory("results/shapes/by_sample"),
-    log:
-        "logs/fan_in.log",
-    shell:
+        )""",
+    fan_in="""    shell:
         scratch(
             "exec 2> {log:q}; mkdir -p {output.folder:q}; head -c 5 {input.ref:q} > {output.table:q}; "
             "for f in {input.words:q}; do cp \\"$f\\" {output.folder:q}/; cat \\"$f\\" >> {output.table:q}; done; "
             "pwd > {output.folder:q}/where; echo \\"$TMPDIR\\" >> {output.folder:q}/where"
-        )
-"""
-
-SCRIPT_RULES = """
-rule per_sample:
-    input:
-        text=sample_file,
-        ref=multiext("../shared/genome.fa", "", ".fai"),
-    output:
-        stats=multiext("results/shapes/{sample}", ".words", ".lines"),
-        tmp=temp("work/shapes/{sample}.tmp"),
-    log:
-        "logs/per_sample/{sample}.log",
-    threads: 2
-    script:
-        "../scripts/per_sample.py"
-
-
-rule fan_in:
-    input:
-        words=expand("results/shapes/{sample}.words", sample=SAMPLE_IDS),
-        ref="../shared/genome.fa",
-    output:
-        table=protected("results/shapes/all.tsv"),
-        folder=directory("results/shapes/by_sample"),
-    log:
-        "logs/fan_in.log",
-    script:
-        "../scripts/fan_in.py"
-"""
+        )""",
+)
+SCRIPT_RULES = RULES.format(
+    per_sample='    threads: 2\n    script:\n        "../scripts/per_sample.py"',
+    fan_in='    script:\n        "../scripts/fan_in.py"',
+)
 
 PER_SAMPLE_SCRIPT = """import os
 import tempfile
