@@ -18,30 +18,24 @@ def snakemake_cmd():
     return str(here) if here.exists() else (shutil.which("snakemake") or "snakemake")
 
 
-def place_copy(dest, source=REPO):
-    """Copy a checkout (or a build of it, with its results and Snakemake's records) to dest. The folders
-    beside this checkout are linked beside the copy, so inputs outside it (a shared reference at ../refs/)
-    resolve the same."""
-    dest.parent.mkdir(parents=True, exist_ok=True)
+@pytest.fixture
+def workflow_copy(tmp_path):
+    """A fresh copy of this repository's workflow, config and profiles. The folders beside the checkout
+    are linked beside the copy, so inputs outside it (a shared reference at ../refs/) resolve the same."""
+    dest = tmp_path / "workspace" / "repo"
+    dest.parent.mkdir()
     for sibling in REPO.parent.iterdir():
-        if sibling.name != dest.name and sibling != REPO and not (dest.parent / sibling.name).exists():
+        if sibling.name != dest.name and sibling != REPO:
             (dest.parent / sibling.name).symlink_to(sibling)
-    skip = [".venv", ".git", "__pycache__"]
-    if source == REPO:
-        skip += [".snakemake", "results", "publish", "logs", "work"]
-    shutil.copytree(source, dest, ignore=shutil.ignore_patterns(*skip), symlinks=True)  # keeps times
+    ignore = shutil.ignore_patterns(".snakemake", "results", "publish", "logs", "work", ".venv", ".git", "__pycache__")
+    shutil.copytree(REPO, dest, ignore=ignore, symlinks=True)
     return dest
 
 
 @pytest.fixture
-def workflow_copy(tmp_path):
-    """A fresh copy of this repository's workflow, config and profiles, with nothing built."""
-    return place_copy(tmp_path / "workspace" / "repo")
-
-
-def snakemake_runner(cache):
+def run_snakemake(tmp_path):
     """Run the real snakemake CLI in a subprocess, with a timeout and a private cache."""
-    env = dict(os.environ, XDG_CACHE_HOME=str(cache))
+    env = dict(os.environ, XDG_CACHE_HOME=str(tmp_path / "xdg-cache"))
 
     def run(repo, *args, timeout=300, check=True):
         proc = subprocess.run(
@@ -52,32 +46,3 @@ def snakemake_runner(cache):
         return proc
 
     return run
-
-
-@pytest.fixture
-def run_snakemake(tmp_path):
-    return snakemake_runner(tmp_path / "xdg-cache")
-
-
-@pytest.fixture(scope="session")
-def builds(tmp_path_factory):
-    """{context: a copy of this repository with everything built under that context's profile}, each
-    made once per test session, when a test first asks for it."""
-    made = {}
-
-    def build(context):
-        if context not in made:
-            where = tmp_path_factory.mktemp(f"build-{context}")
-            repo = place_copy(where / "workspace" / "repo")
-            snakemake_runner(where / "xdg-cache")(repo, "--profile", f"profiles/{context}", timeout=1800)
-            made[context] = repo
-        return made[context]
-
-    return build
-
-
-@pytest.fixture
-def built_copy(tmp_path, builds):
-    """A fresh copy of this repository as a finished run under a context's profile left it (results, logs
-    and Snakemake's records), so tests that start from a finished run share one build."""
-    return lambda context="local": place_copy(tmp_path / "workspace" / "repo", source=builds(context))

@@ -49,24 +49,28 @@ def outside_of(paths, finals):
 
 
 @pytest.mark.parametrize("context", LOCAL_CONTEXTS)
-def test_each_local_context_builds_exactly_the_final_outputs_and_publishes_nothing(context, built_copy, run_snakemake):
-    repo = built_copy(context)
-    finals, made = final_outputs(repo, run_snakemake), results_of(repo)
+def test_each_local_context_builds_exactly_the_final_outputs_and_publishes_nothing(
+    context, workflow_copy, run_snakemake
+):
+    run_snakemake(workflow_copy, "--profile", f"profiles/{context}")
+    finals, made = final_outputs(workflow_copy, run_snakemake), results_of(workflow_copy)
     assert not outside_of(made, finals), "results/ holds only final outputs"
-    assert all((repo / f).exists() for f in finals), "every final output was made"
-    assert not (repo / "publish").exists(), "a plain run never publishes"
-    again = run_snakemake(repo, "--profile", f"profiles/{context}")
+    assert all((workflow_copy / f).exists() for f in finals), "every final output was made"
+    assert not (workflow_copy / "publish").exists(), "a plain run never publishes"
+    again = run_snakemake(workflow_copy, "--profile", f"profiles/{context}")
     assert "Nothing to be done" in again.stdout + again.stderr
 
 
 @pytest.mark.skipif("cluster-sim" not in CONTEXTS, reason="this repository has no profiles/cluster-sim")
 def test_the_simulated_cluster_gives_the_same_results_as_local_and_publishes_a_verified_release(
-    built_copy, run_snakemake
+    workflow_copy, run_snakemake
 ):
-    from conftest import place_copy
+    import shutil
 
-    local = built_copy("local")
-    sim = place_copy(local.parent / "sim")  # beside it, where the folders beside the checkout are linked
+    local = workflow_copy
+    sim = workflow_copy.parent / "sim"  # beside the copy, where the folders beside the checkout are linked
+    shutil.copytree(local, sim, symlinks=True)
+    run_snakemake(local, "--profile", "profiles/local")
     run_snakemake(sim, "--profile", "profiles/cluster-sim", timeout=600)
     assert results_of(sim) == results_of(local)
     run_snakemake(sim, "--profile", "profiles/cluster-sim", "publish", timeout=600)
@@ -74,22 +78,20 @@ def test_the_simulated_cluster_gives_the_same_results_as_local_and_publishes_a_v
     assert subprocess.run(verify, cwd=sim, capture_output=True).returncode == 0
 
 
-def test_publish_makes_a_release_that_verify_and_sha256sum_accept(built_copy, run_snakemake):
-    repo = built_copy("local")
-    run_snakemake(repo, "--profile", "profiles/local", "publish")
+def test_publish_makes_a_release_that_verify_and_sha256sum_accept(workflow_copy, run_snakemake):
+    run_snakemake(workflow_copy, "--profile", "profiles/local", "publish")
     verify = [sys.executable, "workflow/scripts/publish.py", "verify"]
-    assert subprocess.run(verify, cwd=repo, capture_output=True).returncode == 0
-    release = repo / "publish/current"
+    assert subprocess.run(verify, cwd=workflow_copy, capture_output=True).returncode == 0
+    release = workflow_copy / "publish/current"
     assert subprocess.run(["sha256sum", "--quiet", "-c", "SHA256SUMS"], cwd=release).returncode == 0
-    again = run_snakemake(repo, "--profile", "profiles/local", "publish")
+    again = run_snakemake(workflow_copy, "--profile", "profiles/local", "publish")
     assert "no new release" in again.stdout + again.stderr
 
 
-def test_a_forced_rerun_of_everything_publishes_no_new_release(built_copy, run_snakemake):
-    repo = built_copy("local")
-    run_snakemake(repo, "--profile", "profiles/local", "publish")
-    run_snakemake(repo, "--profile", "profiles/local", "--forceall")
-    rebuilt = run_snakemake(repo, "--profile", "profiles/local", "publish")
+def test_a_forced_rerun_of_everything_publishes_no_new_release(workflow_copy, run_snakemake):
+    run_snakemake(workflow_copy, "--profile", "profiles/local", "publish")
+    run_snakemake(workflow_copy, "--profile", "profiles/local", "--forceall")
+    rebuilt = run_snakemake(workflow_copy, "--profile", "profiles/local", "publish")
     assert "no new release" in rebuilt.stdout + rebuilt.stderr, (
         "a forced rerun changed published bytes: make the tools deterministic or leave those files unpublished "
         "(docs/rule-kinds.md, reproducible outputs)"
