@@ -14,7 +14,7 @@ import shutil
 import statistics
 
 import yaml
-from bench_overhead import snakemake_args, targets, write_rules
+from bench_overhead import OUTPUT_DIR, snakemake_args, targets, write_rules
 from harness import Check, Context, Result, Stats, load, paired
 
 
@@ -40,7 +40,7 @@ def window_rates(records: list[dict], windows: int = 4) -> list[float]:
 def run(ctx: Context, n: int, repeats: int) -> Result:
     before = load()
     write_rules(ctx)
-    outdir = ctx.repo / "work/bench/wrapped"
+    outdir = ctx.repo / OUTPUT_DIR / "wrapped"
     cluster_t, local_t, job_s, queue_s, windows = [], [], [], [], []
     for r in range(repeats):
         order = ("cluster-sim", "local") if r % 2 == 0 else ("local", "cluster-sim")

@@ -15,6 +15,7 @@ import sys
 from harness import Check, Context, Result, Stats, load, paired, scratch_record
 
 SNAKEFILE = "workflow/bench_overhead.smk"
+OUTPUT_DIR = "work/bench"  # the rules' outputs (RULES below), one folder per variant
 RULES = """# Benchmark rules (written by benchmarks/bench_overhead.py): the same trivial job three ways.
 configfile: "config/config.yaml"
 
@@ -53,7 +54,7 @@ def write_rules(ctx: Context) -> None:
 
 
 def targets(variant: str, n: int) -> list[str]:
-    return [f"work/bench/{variant}/{i}.txt" for i in range(n)]
+    return [f"{OUTPUT_DIR}/{variant}/{i}.txt" for i in range(n)]
 
 
 def snakemake_args(ctx: Context, targets_: list[str], profile: str = "local") -> list[str]:
@@ -65,13 +66,13 @@ def snakemake_args(ctx: Context, targets_: list[str], profile: str = "local") ->
 
 def _wrapper_alone(ctx: Context, n: int) -> tuple[Stats, Stats]:
     """scratch.py vs bash for the same command, serially, no Snakemake: seconds per call."""
-    work = ctx.repo / "work/bench/alone"
+    work = ctx.repo / OUTPUT_DIR / "alone"
     scratch_py = ctx.repo / "workflow/scripts/scratch.py"
     root = ctx.tmp / "tmp/overhead-alone-scratch"
     bash_t, wrap_t = [], []
     work.mkdir(parents=True, exist_ok=True)
     for i in range(n):
-        out = f"work/bench/alone/{i}.txt"
+        out = f"{OUTPUT_DIR}/alone/{i}.txt"
         seconds, _ = ctx.run(["bash", "-euo", "pipefail", "-c", f"echo > {out}"], cwd=ctx.repo)
         bash_t.append(seconds)
         (ctx.repo / out).unlink()
@@ -88,7 +89,7 @@ def _wrapper_alone(ctx: Context, n: int) -> tuple[Stats, Stats]:
 def run(ctx: Context, n: int, repeats: int, shadow_repeats: int) -> Result:
     write_rules(ctx)
     before = load()
-    bench = ctx.repo / "work/bench"
+    bench = ctx.repo / OUTPUT_DIR
     # warm-up (not counted): first run in the repository creates .snakemake/ and compiles caches
     ctx.snakemake(*snakemake_args(ctx, targets("plain", 1)))
     shutil.rmtree(bench, ignore_errors=True)

@@ -378,6 +378,9 @@ def test_a_failed_rerun_leaves_the_result_absent_and_publish_current_whole(rende
 
 # Records of past measurements, which name the modes that were measured then.
 MEASUREMENT_RECORDS = {"docs/performance.md", "benchmarks/findings.md"}
+# a statement on hard links names the releases they join, and never links a release to results/
+LINKED_RELEASES = r"(earlier|intact|existing|kept|other) releases?|each other|between releases"
+LINKED_TO_RESULTS = r"hard-?link\w* (to|from|into|with) (the )?`?results/"
 
 
 def test_docs_describe_releases_as_checksummed_copies_linked_only_to_releases_and_keep_snakemake_records(render):
@@ -391,8 +394,8 @@ def test_docs_describe_releases_as_checksummed_copies_linked_only_to_releases_an
         f"{md.relative_to(root)}:{lineno}: {text[:200]}"
         for root, md in files
         for lineno, text in statements(md.read_text(encoding="utf-8"))
-        if (re.search(r"hard-?link", text, re.I) and not re.search(r"(earlier|intact|existing|kept|other) releases?|each other|between releases", text))
-        or re.search(r"hard-?link\w* (to|from|into|with) (the )?`?results/", text, re.I)
+        if (re.search(r"hard-?link", text, re.I) and not re.search(LINKED_RELEASES, text))
+        or re.search(LINKED_TO_RESULTS, text, re.I)
         or (".snakemake/`" in text and re.search(r"(?<!not )disposable|safe to delete \| .*\| when no run", text))
     ]
     assert wrong == []

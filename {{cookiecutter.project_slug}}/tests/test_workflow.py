@@ -43,6 +43,12 @@ def is_volatile(path):
     return any(fnmatch.fnmatch(path, pattern) for pattern in VOLATILE)
 
 
+def verify_passes(repo):
+    """`publish.py verify` accepts the repository's current release."""
+    verify = [sys.executable, "workflow/scripts/publish.py", "verify"]
+    return subprocess.run(verify, cwd=repo, capture_output=True).returncode == 0
+
+
 def outside_of(paths, finals):
     """The paths that are neither a final output nor inside a final directory() output."""
     return [p for p in paths if not any(p == f or p.startswith(f + "/") for f in finals)]
@@ -74,14 +80,12 @@ def test_the_simulated_cluster_gives_the_same_results_as_local_and_publishes_a_v
     run_snakemake(sim, "--profile", "profiles/cluster-sim", timeout=600)
     assert results_of(sim) == results_of(local)
     run_snakemake(sim, "--profile", "profiles/cluster-sim", "publish", timeout=600)
-    verify = [sys.executable, "workflow/scripts/publish.py", "verify"]
-    assert subprocess.run(verify, cwd=sim, capture_output=True).returncode == 0
+    assert verify_passes(sim)
 
 
 def test_publish_makes_a_release_that_verify_and_sha256sum_accept(workflow_copy, run_snakemake):
     run_snakemake(workflow_copy, "--profile", "profiles/local", "publish")
-    verify = [sys.executable, "workflow/scripts/publish.py", "verify"]
-    assert subprocess.run(verify, cwd=workflow_copy, capture_output=True).returncode == 0
+    assert verify_passes(workflow_copy)
     release = workflow_copy / "publish/current"
     assert subprocess.run(["sha256sum", "--quiet", "-c", "SHA256SUMS"], cwd=release).returncode == 0
     again = run_snakemake(workflow_copy, "--profile", "profiles/local", "publish")
