@@ -143,6 +143,45 @@ def test_publish_refuses_symlink_that_escapes_results(repo):
         publish.publish({"link.txt": "results/link.txt"})
 
 
+def test_publish_refuses_a_folder_symlink_that_escapes_results(repo):
+    (repo / "outside").mkdir()
+    (repo / "outside/secret.txt").write_text("s")
+    (repo / "results/via").symlink_to(repo / "outside")
+    with pytest.raises(PublishError, match="symlink that leaves results/"):
+        publish.publish({"secret.txt": "results/via/secret.txt"})
+
+
+def test_every_spelling_of_a_source_resolves_to_the_same_file(repo):
+    spellings = {
+        "a.html": "results/r.html",
+        "b.html": "./results/r.html",
+        "c.html": "results//tables/../r.html",
+        "d.html": str(repo / "results/r.html"),
+        "t": "results/tables/",
+        "u": "results/tables/.",
+    }
+    resolved = dict(publish.resolve_sources(spellings, Path("results")))
+    assert {resolved[f"{n}.html"] for n in "abcd"} == {str((repo / "results/r.html").resolve())}
+    assert resolved["t/t.tsv"] == resolved["u/t.tsv"] == str((repo / "results/tables/t.tsv").resolve())
+    with pytest.raises(PublishError, match="is not under results/"):
+        publish.resolve_sources({"x": "results/.."}, Path("results"))
+
+
+@pytest.mark.parametrize("name", [".", "a/./b", "a//b", "a/", "/a", "a\\b", "a\tb", ""])
+def test_names_that_are_not_plain_relative_paths_are_refused(name):
+    with pytest.raises(PublishError, match="plain relative path"):
+        publish.check_publish_name(name)
+
+
+def test_manifest_is_the_json_of_the_indented_layout_with_a_line_per_file(repo):
+    release = Path(publish.publish(ENTRIES, provenance={"files": [], "nested": {"files": []}})["release"])
+    text = (release / "MANIFEST.json").read_text()
+    manifest = json.loads(text)
+    assert manifest["provenance"] == {"files": [], "nested": {"files": []}}
+    assert [f["path"] for f in manifest["files"]] == ["report.html", "table.tsv"]
+    assert '\n    {"path": "report.html", "sha256": ' in text
+
+
 def _rewrite_manifest(release, change, update_checksums=False):
     manifest = release / "MANIFEST.json"
     os.chmod(manifest, 0o644)
@@ -555,7 +594,7 @@ def test_many_copies_are_flushed_by_one_syncfs_instead_of_an_fsync_each(repo, mo
     monkeypatch.setattr(
         publish.durable,
         "clone",
-        lambda src, dst, mode=None, flush=False: (flushed.append(flush), clone(src, dst, mode, flush)),
+        lambda src, dst, mode=None, flush=False: (flushed.append(flush), clone(src, dst, mode, flush))[1],
     )
     release = publish.publish({"lots": "results/lots"})["release"]
     assert len(synced) == 1 and flushed == [False] * publish.SYNCFS_FILES

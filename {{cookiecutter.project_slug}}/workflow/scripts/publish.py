@@ -68,6 +68,8 @@ SYNCFS_FILES = 64
 RELEASE_NAME = re.compile(r"^\d{8}T\d{6}\.\d{6}Z-(?P<id>[0-9a-f]{12})$")
 # Snakemake writes this into every directory() output for its own bookkeeping: not a result
 SNAKEMAKE_MARKER = ".snakemake_timestamp"
+NOT_IN_NAMES = re.compile(r"[\x00-\x1f\x7f\\]")  # control characters and backslash
+CHECKSUM_LINE = re.compile(r"[0-9a-f]{64}")
 
 
 class PublishError(RuntimeError):
@@ -79,9 +81,12 @@ class PublishError(RuntimeError):
 # --------------------------------------------------------------------------
 def sha256_file(path) -> str:
     digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while chunk := fh.read(CHUNK):
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)  # not open(): no isatty ioctl, seek and stat per file
+    try:
+        while chunk := os.read(fd, CHUNK):
             digest.update(chunk)
+    finally:
+        os.close(fd)
     return digest.hexdigest()
 
 
@@ -122,7 +127,7 @@ def _identity(st: os.stat_result) -> tuple:
 
 
 def _key(st: os.stat_result) -> str:
-    return "{}:{}:{}:{}:{}".format(*_identity(st))
+    return f"{st.st_dev}:{st.st_ino}:{st.st_size}:{st.st_mtime_ns}:{st.st_ctime_ns}"
 
 
 def load_hashes(publish_root: Path) -> dict:
@@ -234,9 +239,9 @@ def utc_stamp(moment: _dt.datetime) -> str:
 # the publish set
 # --------------------------------------------------------------------------
 def check_publish_name(name: str) -> str:
-    p = PurePosixPath(name)
-    bad = not name or p.is_absolute() or ".." in p.parts or name != str(p) or name in (MANIFEST, CHECKSUMS)
-    if bad or "\\" in name or any(ord(c) < 32 or ord(c) == 127 for c in name):
+    # an empty part is a leading, doubled or trailing "/"; "." and ".." parts are not plain either
+    bad = not name or any(part in ("", ".", "..") for part in name.split("/")) or name in (MANIFEST, CHECKSUMS)
+    if bad or NOT_IN_NAMES.search(name):
         raise PublishError(
             f"published name {name!r} must be a plain relative path inside the release "
             f"(no '..', no leading '/', no backslash or control characters, not {MANIFEST} or {CHECKSUMS})"
@@ -251,8 +256,16 @@ def resolve_sources(entries: dict, results_root: Path) -> list[tuple[str, str]]:
     missing files, naming the entry; directories are expanded into their files
     (without Snakemake's marker file).
     """
+    return [(name, real) for name, real, _ in _resolve_sources(entries, results_root)]
+
+
+def _resolve_sources(entries: dict, results_root: Path) -> list[tuple[str, str, os.stat_result]]:
+    """``resolve_sources`` with the stat of each real source, taken while resolving it."""
     root = os.path.realpath(results_root)
     lexical_root = os.path.abspath(results_root)
+    cwd = os.getcwd()
+    # per folder as declared: its absolute and its real path (realpath costs a lstat per component)
+    folders: dict[str, tuple[str, str]] = {}
 
     def inside(path: str, top: str) -> bool:
         return path == top or path.startswith(top.rstrip(os.sep) + os.sep)
@@ -260,16 +273,30 @@ def resolve_sources(entries: dict, results_root: Path) -> list[tuple[str, str]]:
     files = []
     for name, source in sorted(entries.items()):
         check_publish_name(name)
-        src = os.fspath(source)
-        if not inside(os.path.abspath(src), lexical_root):
+        head, slash, leaf = os.fspath(source).rpartition("/")
+        folder = head or slash  # "x": the working directory; "/x": the root
+        if leaf in ("", ".", ".."):  # not a plain name: resolved as a whole
+            folder, leaf = os.path.split(os.path.abspath(source))
+        if folder not in folders:
+            absolute = os.path.normpath(os.path.join(cwd, folder))
+            folders[folder] = (absolute, os.path.realpath(absolute))
+        absolute, real_folder = folders[folder]
+        src = os.path.join(absolute, leaf)
+        if not inside(src, lexical_root):
             raise PublishError(f"refusing to publish {name!r}: {source} is not under {results_root}/")
-        if not os.path.exists(src):
-            raise PublishError(f"refusing to publish {name!r}: {source} does not exist; run the workflow first")
-        real = os.path.realpath(src)
+        try:
+            st = os.lstat(src)
+            if stat.S_ISLNK(st.st_mode):
+                real = os.path.realpath(src)
+                st = os.stat(real)
+            else:
+                real = os.path.join(real_folder, leaf)
+        except OSError:
+            raise PublishError(f"refusing to publish {name!r}: {source} does not exist; run the workflow first") from None
         if not inside(real, root):
             raise PublishError(f"refusing to publish {name!r}: {source} is a symlink that leaves {results_root}/")
-        if not os.path.isdir(real):
-            files.append((name, real))
+        if not stat.S_ISDIR(st.st_mode):
+            files.append((name, real, st))
             continue
         for dirpath, dirs, names in os.walk(real):
             for child in sorted(dirs + names):
@@ -279,11 +306,10 @@ def resolve_sources(entries: dict, results_root: Path) -> list[tuple[str, str]]:
             for child in sorted(n for n in names if n != SNAKEMAKE_MARKER):
                 path = os.path.join(dirpath, child)  # os.walk of a real path does not enter symlinks: only
                 rel = os.path.relpath(path, real).replace(os.sep, "/")  # a symlinked file needs resolving
-                files.append(
-                    (check_publish_name(f"{name}/{rel}"), os.path.realpath(path) if os.path.islink(path) else path)
-                )
+                path = os.path.realpath(path) if os.path.islink(path) else path
+                files.append((check_publish_name(f"{name}/{rel}"), path, os.stat(path)))
     seen = set()
-    for name, _ in files:
+    for name, _, _ in files:
         if name in seen:
             raise PublishError(f"published name {name!r} is declared twice")
         seen.add(name)
@@ -320,7 +346,7 @@ def parse_checksums(data: bytes) -> dict:
     sums = {}
     for number, line in enumerate(data.decode("utf-8").splitlines(), start=1):
         sha, sep, path = line.partition("  ")
-        if not sep or not re.fullmatch(r"[0-9a-f]{64}", sha):
+        if not sep or not CHECKSUM_LINE.fullmatch(sha):
             raise PublishError(f"{CHECKSUMS} line {number} is not '<sha256>  <path>'")
         sums[path] = sha
     return sums
@@ -469,25 +495,29 @@ def _shared_files(publish_root: Path, wanted: set, known: dict, sources: set) ->
         if len(found) + len(unknown) == len(wanted):
             break
         top, inside = os.path.realpath(release) + os.sep, {}  # per directory: no symlink leads out
+        here = os.fspath(release)  # plain strings: a Path per file costs more than its lstat
         for rel, sha in _sealed_sums(release).items():
             if sha not in wanted or sha in found or sha in unknown or rel in (MANIFEST, CHECKSUMS):
                 continue
-            path, folder = release / rel, os.path.dirname(os.path.join(release, rel))
+            path = f"{here}/{rel}"
+            folder = path.rpartition("/")[0]
             if folder not in inside:
                 inside[folder] = (os.path.realpath(folder) + os.sep).startswith(top)
-            with contextlib.suppress(OSError):
+            try:
                 st = os.lstat(path)
-                if (
-                    not stat.S_ISREG(st.st_mode)
-                    or st.st_mode & 0o222
-                    or (st.st_dev, st.st_ino) in sources
-                    or not inside[folder]
-                ):
-                    continue
-                if known.get(_key(st)) == sha:
-                    found[sha] = path
-                else:
-                    unknown[sha] = (path, st)
+            except OSError:
+                continue
+            if (
+                not stat.S_ISREG(st.st_mode)
+                or st.st_mode & 0o222
+                or (st.st_dev, st.st_ino) in sources
+                or not inside[folder]
+            ):
+                continue
+            if known.get(_key(st)) == sha:
+                found[sha] = path
+            else:
+                unknown[sha] = (path, st)
     checked = sha256_files([path for path, _ in unknown.values()], [st.st_size for _, st in unknown.values()])
     for (sha, (path, st)), actual in zip(unknown.items(), checked, strict=True):
         with contextlib.suppress(OSError):
@@ -497,77 +527,135 @@ def _shared_files(publish_root: Path, wanted: set, known: dict, sources: set) ->
     return found
 
 
+def _folders(names) -> set[str]:
+    """Every folder holding one of the relative paths ``names`` (not "")."""
+    folders = set()
+    for name in names:
+        folder = name.rpartition("/")[0]
+        while folder and folder not in folders:
+            folders.add(folder)
+            folder = folder.rpartition("/")[0]
+    return folders
+
+
+def manifest_bytes(manifest: dict) -> bytes:
+    """``json.dumps(manifest, indent=2, sort_keys=True)`` with each file on one line: the same JSON,
+    made by the C encoder (the indenting encoder is pure Python: about 0.1 s per 10,000 files)."""
+    one_line = json.JSONEncoder(sort_keys=True).encode
+    head = json.dumps({**manifest, "files": []}, indent=2, sort_keys=True)
+    files = ",\n    ".join(map(one_line, manifest["files"]))
+    # the top-level key is the only one indented by two spaces
+    return head.replace('\n  "files": []', f'\n  "files": [\n    {files}\n  ]', 1).encode() + b"\n"
+
+
+def _write_file(path, data: bytes, flush: bool) -> os.stat_result:
+    """Create ``path`` read-only holding ``data`` (fsynced if ``flush``); return its stat as left."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, READ_ONLY_FILE)
+    try:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view) :]
+        if stat.S_IMODE(os.fstat(fd).st_mode) != READ_ONLY_FILE:  # the umask took bits away
+            os.fchmod(fd, READ_ONLY_FILE)
+        if flush:
+            os.fsync(fd)
+        return os.fstat(fd)
+    finally:
+        os.close(fd)
+
+
 def _write_release(
-    staging: Path, files, entries: list[dict], provenance: dict, now, describe=None, shared=None, progress=None
+    staging: Path,
+    files,
+    entries: list[dict],
+    provenance: dict,
+    now,
+    describe=None,
+    shared=None,
+    progress=None,
+    digest=None,
 ) -> tuple[str, dict, int]:
     """Fill ``staging`` with the files, MANIFEST.json, ``describe``'s metadata files and SHA256SUMS,
     all on disk and read-only; return the release id, {identity key: sha256} of its published files
-    and how many of them are hard links to ``shared`` ({sha256: file of an earlier release})."""
+    and how many of them are hard links to ``shared`` ({sha256: file of an earlier release}).
+    ``digest``: the entries' ``content_digest`` if already known."""
     shared = shared or {}
-    subdirs = set()
-    for name, _ in files:
-        subdirs.update(str(p) for p in PurePosixPath(name).parents if str(p) != ".")
-    for sub in sorted(subdirs, key=len):
-        (staging / sub).mkdir(exist_ok=True)
+    top = os.fspath(staging)
+    for folder in sorted(_folders(name for name, _ in files), key=len):
+        os.mkdir(os.path.join(top, folder))
     if progress is not None:
         progress.phase("writing", len(files), sum(e["size"] for e in entries))
 
     copies = sum(1 for e in entries if e["sha256"] not in shared)
     syncfs = _syncfs() if copies >= SYNCFS_FILES else None
+    flush = syncfs is None  # else one syncfs at the end flushes the whole release
 
-    def place(item) -> bool:
-        """Link the file to an intact earlier release holding its bytes, else copy it (flushed here
-        unless one syncfs flushes all copies)."""
+    def link(entry: dict, dst: str) -> bool:
+        if entry["sha256"] not in shared:
+            return False
+        try:
+            os.link(shared[entry["sha256"]], dst)
+            return True
+        except OSError:  # too many links, another owner, ...: copy instead
+            return False
+
+    def place(item) -> os.stat_result | None:
+        """Link the file to an intact earlier release holding its bytes (None), else copy it (its stat)."""
         (name, src), entry = item
-        dst, linked = staging / name, False
-        if entry["sha256"] in shared:
-            with contextlib.suppress(OSError):  # too many links, another owner, ...: copy instead
-                os.link(shared[entry["sha256"]], dst)
-                linked = True
-        if not linked:
-            durable.clone(src, dst, mode=READ_ONLY_FILE, flush=syncfs is None)
-        if _identity(os.stat(src)) != entry["_identity"]:
-            raise PublishError(f"{src} changed while it was being published; rerun publish")
+        dst, copied = os.path.join(top, name), None
+        if not link(entry, dst):
+            copied = durable.clone(src, dst, mode=READ_ONLY_FILE, flush=flush)
+            # the copy must hold the bytes hashed (a link holds an earlier release's, checked in _shared_files)
+            if _identity(os.stat(src)) != entry["_identity"] or copied.st_size != entry["size"]:
+                raise PublishError(f"{src} changed while it was being published; rerun publish")
         if progress is not None:
             progress.add(1, entry["size"])
-        return linked
+        return copied
 
-    linked = sum(in_chunks(place, zip(files, entries, strict=True), WRITE_THREADS))
-    if syncfs is not None:
-        syncfs(staging)
+    placed = in_chunks(place, zip(files, entries, strict=True), WRITE_THREADS)
     keys = {}
-    for (name, src), entry in zip(files, entries, strict=True):
+    for (name, src), entry, st in zip(files, entries, placed, strict=True):
         del entry["_identity"]
-        st = os.stat(staging / name)  # after every link: a new link changes the shared file's ctime
-        if st.st_size != entry["size"]:
-            raise PublishError(f"{src} changed while it was being published; rerun publish")
+        if st is None:  # linked: stat after every link (a new link changes the shared file's ctime)
+            st = os.stat(os.path.join(top, name))
+            if st.st_size != entry["size"]:
+                raise PublishError(f"{src} changed while it was being published; rerun publish")
         keys[_key(st)] = entry["sha256"]
     manifest = {
         "format": MANIFEST_FORMAT,
         "created": utc_stamp(now),
-        "content_digest": content_digest(entries),
+        "content_digest": digest or content_digest(entries),
         "files": entries,
         "provenance": provenance,
     }
-    (staging / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n", encoding="utf-8")
-    metadata = [staging / MANIFEST]
-    if describe is not None:  # metadata in other formats (e.g. an RO-Crate), covered by SHA256SUMS too
-        before = {staging / name for name, _ in files} | {staging / MANIFEST}
-        describe(staging, manifest)
-        metadata = sorted({p for p in staging.rglob("*") if p.is_file()} - before) + metadata
+    data = manifest_bytes(manifest)
     sums = {e["path"]: e["sha256"] for e in entries}
-    sums |= {p.relative_to(staging).as_posix(): sha for p, sha in zip(metadata, sha256_files(metadata), strict=True)}
+    sums[MANIFEST] = hashlib.sha256(data).hexdigest()
+    keys[_key(_write_file(staging / MANIFEST, data, flush))] = sums[MANIFEST]
+    if describe is not None:  # metadata in other formats (e.g. an RO-Crate), covered by SHA256SUMS too
+        describe(staging, manifest)
+        described = sorted(
+            rel
+            for dirpath, _, names in os.walk(staging)
+            for rel in (Path(dirpath, n).relative_to(staging).as_posix() for n in names)
+            if rel not in sums
+        )
+        for rel, sha in zip(described, sha256_files([staging / rel for rel in described]), strict=True):
+            os.chmod(staging / rel, READ_ONLY_FILE)
+            if flush:
+                durable.sync(staging / rel)
+            keys[_key(os.stat(staging / rel))] = sums[rel] = sha
     checksums = checksum_lines(sums)
-    (staging / CHECKSUMS).write_bytes(checksums)
-    for path in [*metadata, staging / CHECKSUMS]:
-        os.chmod(path, READ_ONLY_FILE)
-        durable.sync(path)
-        if path in metadata:
-            keys[_key(os.stat(path))] = sums[path.relative_to(staging).as_posix()]
-    for dirpath, dirnames, _ in os.walk(staging, topdown=False):
-        for name in dirnames:
-            os.chmod(os.path.join(dirpath, name), READ_ONLY_DIR)
-        _fsync_dir(dirpath)
+    _write_file(staging / CHECKSUMS, checksums, flush)
+    folders = sorted(_folders(sums), key=len, reverse=True)  # describe may have made some
+    for folder in folders:
+        os.chmod(os.path.join(top, folder), READ_ONLY_DIR)
+    if syncfs is not None:
+        syncfs(staging)  # every copy, link, metadata file and folder of the release, in one flush
+    else:
+        for folder in [*folders, ""]:
+            _fsync_dir(os.path.join(top, folder))
+    linked = sum(1 for st in placed if st is None)
     return hashlib.sha256(checksums).hexdigest()[:12], keys, linked
 
 
@@ -604,13 +692,14 @@ def publish(
     """
     results_root, publish_root = Path(results_root), Path(publish_root)
     shown = Progress("publish") if progress else None
-    files = resolve_sources(entries, results_root)
-    if not files:
+    started = time.time_ns()  # before the first stat (see RACY_NS)
+    resolved = _resolve_sources(entries, results_root)
+    if not resolved:
         raise PublishError("the publish set is empty; declare files in workflow/rules/publish.smk")
+    files = [(name, src) for name, src, _ in resolved]
+    stats = [st for _, _, st in resolved]
     (publish_root / "releases").mkdir(parents=True, exist_ok=True)
     known = load_hashes(publish_root)
-    started = time.time_ns()
-    stats = [os.stat(src) for _, src in files]
     hashes = [known.get(_key(st)) for st in stats]
     todo = [i for i, sha in enumerate(hashes) if sha is None]  # new or changed since last remembered
     if shown is not None:
@@ -648,7 +737,7 @@ def publish(
             staging.mkdir()
             try:
                 release_id, release_keys, linked = _write_release(
-                    staging, files, file_entries, provenance, now, describe, shared, shown
+                    staging, files, file_entries, provenance, now, describe, shared, shown, digest
                 )
                 release = publish_root / "releases" / f"{now.strftime('%Y%m%dT%H%M%S.%fZ')}-{release_id}"
                 os.rename(staging, release)
