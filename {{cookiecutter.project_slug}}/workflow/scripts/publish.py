@@ -61,15 +61,20 @@ HASH_CACHE = ".hashes.json"
 # a result changed less than this before it was hashed may still be changing within one timestamp tick
 # (git's "racily clean" entries): its identity is not remembered, so the next publish hashes it again
 RACY_NS = 2_000_000_000
+KEEP_FILE_BYTES, KEEP_TOTAL_BYTES = 64 << 10, 64 << 20  # files read once: up to 64 KiB each, 64 MiB in all
 WRITE_THREADS = 16  # copies and fsyncs wait on the disk: overlap them
+BIG_FILE = 1 << 20  # files this big on average are hashed and copied on threads from the start
+PROBE_ITEMS = 32  # else this many run first, to see whether they wait (see in_chunks)
 # from this many copies on, one syncfs of the release's filesystem instead of an fsync per file (each fsync
 # waits for its own journal commit: 10,000 small files took seconds more than copying them)
 SYNCFS_FILES = 64
 RELEASE_NAME = re.compile(r"^\d{8}T\d{6}\.\d{6}Z-(?P<id>[0-9a-f]{12})$")
 # Snakemake writes this into every directory() output for its own bookkeeping: not a result
 SNAKEMAKE_MARKER = ".snakemake_timestamp"
-NOT_IN_NAMES = re.compile(r"[\x00-\x1f\x7f\\]")  # control characters and backslash
-CHECKSUM_LINE = re.compile(r"[0-9a-f]{64}")
+# in a published name: a control character, a backslash, or an empty, "." or ".." part (an empty part
+# is a leading, doubled or trailing "/")
+NOT_PLAIN = re.compile(r"[\x00-\x1f\x7f\\]|(?:^|/)\.{0,2}(?:/|$)")
+SHA256_HEX = re.compile(r"(?:[0-9a-f]{64})*")
 
 
 class PublishError(RuntimeError):
@@ -79,31 +84,49 @@ class PublishError(RuntimeError):
 # --------------------------------------------------------------------------
 # bytes on disk
 # --------------------------------------------------------------------------
-def sha256_file(path) -> str:
+def sha256_file(path, kept: dict | None = None) -> str:
+    """sha256 of the file at ``path``; if ``kept`` has the key ``path``, also the bytes hashed, there."""
+    keep, chunks = kept is not None and path in kept, []
     digest = hashlib.sha256()
     fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)  # not open(): no isatty ioctl, seek and stat per file
     try:
         while chunk := os.read(fd, CHUNK):
             digest.update(chunk)
+            if keep:
+                chunks.append(chunk)
     finally:
         os.close(fd)
+    if keep:
+        kept[path] = b"".join(chunks)
     return digest.hexdigest()
 
 
-def in_chunks(function, items, threads: int) -> list:
-    """``[function(item) for item in items]`` on up to ``threads`` threads, each handed a run of
-    items at a time (about four runs per thread), so 10,000 small files cost a few dozen tasks."""
+def in_chunks(function, items, threads: int, big: bool = False) -> list:
+    """``[function(item) for item in items]``, on up to ``threads`` threads where that pays: for ``big``
+    files (hashing and in-kernel copies run without the GIL) from the start; else only if the first
+    items, run on this thread, mostly waited (a network filesystem, a cold disk) instead of computing.
+    Small files in the page cache gain nothing from threads but GIL handoffs (10,000 files of 1 KB:
+    a fifth more CPU on 16 threads than on one). Each thread takes a run of items at a time (about
+    four runs per thread), so 10,000 files cost a few dozen tasks."""
     items = list(items)
     threads = min(threads, len(items))
-    if threads < 2:
-        return [function(item) for item in items]
-    size = -(-len(items) // (4 * threads))
-    runs = [items[i : i + size] for i in range(0, len(items), size)]
+    done = []
+    if threads >= 2 and not big:
+        wall, cpu = time.perf_counter(), time.thread_time()
+        done = [function(item) for item in items[:PROBE_ITEMS]]
+        wall, cpu = time.perf_counter() - wall, time.thread_time() - cpu
+        if wall - cpu < wall / 2:  # computing, not waiting
+            threads = 1
+    rest = items[len(done) :]
+    if threads < 2 or not rest:
+        return done + [function(item) for item in rest]
+    size = -(-len(rest) // (4 * threads))
+    runs = [rest[i : i + size] for i in range(0, len(rest), size)]
     with ThreadPoolExecutor(max_workers=threads) as pool:
-        return [result for run in pool.map(lambda run: [function(item) for item in run], runs) for result in run]
+        return done + [result for run in pool.map(lambda run: [function(item) for item in run], runs) for result in run]
 
 
-def sha256_files(paths, sizes=None, progress=None) -> list[str]:
+def sha256_files(paths, sizes=None, progress=None, kept=None) -> list[str]:
     """sha256 of each path, on all cores (hashlib releases the GIL while hashing).
 
     More threads than cores: one file's hash cannot be split, so with five big
@@ -111,15 +134,16 @@ def sha256_files(paths, sizes=None, progress=None) -> list[str]:
     five threads share both cores to the end.
     """
     paths = list(paths)
-    sizes = list(sizes) if sizes is not None else [0] * len(paths)
+    sizes = list(sizes) if sizes is not None else [os.stat(path).st_size for path in paths]
 
     def one(item):
-        digest = sha256_file(item[0])
+        digest = sha256_file(item[0], kept) if kept else sha256_file(item[0])
         if progress is not None:
             progress.add(1, item[1])
         return digest
 
-    return in_chunks(one, zip(paths, sizes, strict=True), 4 * (os.cpu_count() or 1))
+    big = sum(sizes) >= BIG_FILE * len(paths)
+    return in_chunks(one, zip(paths, sizes, strict=True), 4 * (os.cpu_count() or 1), big)
 
 
 def _identity(st: os.stat_result) -> tuple:
@@ -239,9 +263,7 @@ def utc_stamp(moment: _dt.datetime) -> str:
 # the publish set
 # --------------------------------------------------------------------------
 def check_publish_name(name: str) -> str:
-    # an empty part is a leading, doubled or trailing "/"; "." and ".." parts are not plain either
-    bad = not name or any(part in ("", ".", "..") for part in name.split("/")) or name in (MANIFEST, CHECKSUMS)
-    if bad or NOT_IN_NAMES.search(name):
+    if NOT_PLAIN.search(name) or name in (MANIFEST, CHECKSUMS):
         raise PublishError(
             f"published name {name!r} must be a plain relative path inside the release "
             f"(no '..', no leading '/', no backslash or control characters, not {MANIFEST} or {CHECKSUMS})"
@@ -264,12 +286,13 @@ def _resolve_sources(entries: dict, results_root: Path) -> list[tuple[str, str, 
     root = os.path.realpath(results_root)
     lexical_root = os.path.abspath(results_root)
     cwd = os.getcwd()
-    # per folder as declared: its absolute and its real path (realpath costs a lstat per component)
-    folders: dict[str, tuple[str, str]] = {}
 
     def inside(path: str, top: str) -> bool:
         return path == top or path.startswith(top.rstrip(os.sep) + os.sep)
 
+    # per folder as declared: its absolute and its real path, each ending in "/", and whether each is
+    # inside results/ (then so is every file in it). Once per folder: realpath costs a lstat per component
+    folders: dict[str, tuple[str, str, bool, bool]] = {}
     files = []
     for name, source in sorted(entries.items()):
         check_publish_name(name)
@@ -279,21 +302,29 @@ def _resolve_sources(entries: dict, results_root: Path) -> list[tuple[str, str, 
             folder, leaf = os.path.split(os.path.abspath(source))
         if folder not in folders:
             absolute = os.path.normpath(os.path.join(cwd, folder))
-            folders[folder] = (absolute, os.path.realpath(absolute))
-        absolute, real_folder = folders[folder]
-        src = os.path.join(absolute, leaf)
-        if not inside(src, lexical_root):
+            real_folder = os.path.realpath(absolute)
+            folders[folder] = (
+                absolute.rstrip("/") + "/",
+                real_folder.rstrip("/") + "/",
+                inside(absolute, lexical_root),
+                inside(real_folder, root),
+            )
+        absolute, real_folder, absolute_inside, real_inside = folders[folder]
+        src = absolute + leaf
+        if not (absolute_inside or inside(src, lexical_root)):
             raise PublishError(f"refusing to publish {name!r}: {source} is not under {results_root}/")
         try:
             st = os.lstat(src)
             if stat.S_ISLNK(st.st_mode):
-                real = os.path.realpath(src)
+                real, real_inside = os.path.realpath(src), None
                 st = os.stat(real)
             else:
-                real = os.path.join(real_folder, leaf)
+                real = real_folder + leaf
         except OSError:
-            raise PublishError(f"refusing to publish {name!r}: {source} does not exist; run the workflow first") from None
-        if not inside(real, root):
+            raise PublishError(
+                f"refusing to publish {name!r}: {source} does not exist; run the workflow first"
+            ) from None
+        if not (real_inside or inside(real, root)):
             raise PublishError(f"refusing to publish {name!r}: {source} is a symlink that leaves {results_root}/")
         if not stat.S_ISDIR(st.st_mode):
             files.append((name, real, st))
@@ -343,10 +374,14 @@ def checksum_lines(sums: dict) -> bytes:
 
 
 def parse_checksums(data: bytes) -> dict:
+    lines = data.decode("utf-8").splitlines()
+    # every line well formed: checked in two passes over all lines, not a regex per line
+    if all(line[64:66] == "  " for line in lines) and SHA256_HEX.fullmatch("".join(line[:64] for line in lines)):
+        return {line[66:]: line[:64] for line in lines}
     sums = {}
-    for number, line in enumerate(data.decode("utf-8").splitlines(), start=1):
+    for number, line in enumerate(lines, start=1):
         sha, sep, path = line.partition("  ")
-        if not sep or not CHECKSUM_LINE.fullmatch(sha):
+        if not sep or len(sha) != 64 or not SHA256_HEX.fullmatch(sha):
             raise PublishError(f"{CHECKSUMS} line {number} is not '<sha256>  <path>'")
         sums[path] = sha
     return sums
@@ -574,12 +609,14 @@ def _write_release(
     shared=None,
     progress=None,
     digest=None,
+    kept=None,
 ) -> tuple[str, dict, int]:
     """Fill ``staging`` with the files, MANIFEST.json, ``describe``'s metadata files and SHA256SUMS,
     all on disk and read-only; return the release id, {identity key: sha256} of its published files
     and how many of them are hard links to ``shared`` ({sha256: file of an earlier release}).
-    ``digest``: the entries' ``content_digest`` if already known."""
-    shared = shared or {}
+    ``digest``: the entries' ``content_digest`` if already known; ``kept``: {source: its bytes as
+    hashed}, written from memory instead of copied."""
+    shared, kept = shared or {}, kept or {}
     top = os.fspath(staging)
     for folder in sorted(_folders(name for name, _ in files), key=len):
         os.mkdir(os.path.join(top, folder))
@@ -602,9 +639,13 @@ def _write_release(
     def place(item) -> os.stat_result | None:
         """Link the file to an intact earlier release holding its bytes (None), else copy it (its stat)."""
         (name, src), entry = item
-        dst, copied = os.path.join(top, name), None
+        dst, copied = f"{top}/{name}", None
         if not link(entry, dst):
-            copied = durable.clone(src, dst, mode=READ_ONLY_FILE, flush=flush)
+            data = kept.get(src)
+            if data is None:
+                copied = durable.clone(src, dst, mode=READ_ONLY_FILE, flush=flush)
+            else:
+                copied = _write_file(dst, data, flush)
             # the copy must hold the bytes hashed (a link holds an earlier release's, checked in _shared_files)
             if _identity(os.stat(src)) != entry["_identity"] or copied.st_size != entry["size"]:
                 raise PublishError(f"{src} changed while it was being published; rerun publish")
@@ -612,12 +653,13 @@ def _write_release(
             progress.add(1, entry["size"])
         return copied
 
-    placed = in_chunks(place, zip(files, entries, strict=True), WRITE_THREADS)
+    big = sum(e["size"] for e in entries) >= BIG_FILE * len(entries)
+    placed = in_chunks(place, zip(files, entries, strict=True), WRITE_THREADS, big)
     keys = {}
     for (name, src), entry, st in zip(files, entries, placed, strict=True):
         del entry["_identity"]
         if st is None:  # linked: stat after every link (a new link changes the shared file's ctime)
-            st = os.stat(os.path.join(top, name))
+            st = os.stat(f"{top}/{name}")
             if st.st_size != entry["size"]:
                 raise PublishError(f"{src} changed while it was being published; rerun publish")
         keys[_key(st)] = entry["sha256"]
@@ -700,18 +742,26 @@ def publish(
     stats = [st for _, _, st in resolved]
     (publish_root / "releases").mkdir(parents=True, exist_ok=True)
     known = load_hashes(publish_root)
-    hashes = [known.get(_key(st)) for st in stats]
+    keys = [_key(st) for st in stats]
+    hashes = [known.get(key) for key in keys]
     todo = [i for i, sha in enumerate(hashes) if sha is None]  # new or changed since last remembered
     if shown is not None:
         shown.phase("hashing", len(todo), sum(stats[i].st_size for i in todo))
-    fresh = sha256_files([files[i][1] for i in todo], [stats[i].st_size for i in todo], shown)
+    # small files are kept in memory while hashed and written from there: each is read once
+    kept, budget = {}, KEEP_TOTAL_BYTES
+    for i in todo:
+        if stats[i].st_size <= min(KEEP_FILE_BYTES, budget):
+            kept[files[i][1]] = None
+            budget -= stats[i].st_size
+    fresh = sha256_files([files[i][1] for i in todo], [stats[i].st_size for i in todo], shown, kept)
     for i, sha in zip(todo, fresh, strict=True):
         hashes[i] = sha
     # only identities that had settled before hashing began are remembered (see RACY_NS)
+    settled = started - RACY_NS
     remember = {
-        _key(st): sha
-        for st, sha in zip(stats, hashes, strict=True)
-        if max(st.st_mtime_ns, st.st_ctime_ns) < started - RACY_NS
+        key: sha
+        for key, st, sha in zip(keys, stats, hashes, strict=True)
+        if st.st_mtime_ns < settled and st.st_ctime_ns < settled
     }
     records = (provenance or {}).get("made_by", {})  # per declared entry; a directory's files share its record
     file_entries = [
@@ -737,7 +787,7 @@ def publish(
             staging.mkdir()
             try:
                 release_id, release_keys, linked = _write_release(
-                    staging, files, file_entries, provenance, now, describe, shared, shown, digest
+                    staging, files, file_entries, provenance, now, describe, shared, shown, digest, kept
                 )
                 release = publish_root / "releases" / f"{now.strftime('%Y%m%dT%H%M%S.%fZ')}-{release_id}"
                 os.rename(staging, release)
