@@ -137,6 +137,20 @@ def _remove(path) -> None:
     shutil.rmtree(path)
 
 
+def _discard(work, path, small: bool) -> None:
+    """Remove a measurement's output; for the small files only with the rest of ``work``, untimed.
+
+    ext4 without a journal skips inodes freed in the last minute when it allocates new ones, checking
+    each in turn: right after 10,000 files were removed, making 10,000 files took 2-4 s instead of 0.3 s,
+    and which step paid depended on the order. The output is moved aside instead (one rename)."""
+    if not small:
+        _remove(path)
+        return
+    graveyard = work / "discarded"
+    graveyard.mkdir(exist_ok=True)
+    os.rename(path, graveyard / f"{path.name}-{len(os.listdir(graveyard))}")
+
+
 def _hash_command(subset: str) -> str:
     tool = "openssl dgst -sha256" if subset == "big" else "sha256sum"
     return f"find results/{subset} -type f -print0 | xargs -0 {tool} > /dev/null"
@@ -173,7 +187,7 @@ def _measure_set(ctx: Context, work, subset: str, repeats: int, driver) -> dict[
                 ):
                     if key in info:
                         add(f"publish {key}", info[key])
-                _remove(work / "pub")
+                _discard(work, work / "pub", subset == "small")
             elif step == "hash":
                 seconds, _ = ctx.run(["sh", "-c", _hash_command(subset)], cwd=work)
                 add(step, seconds)
@@ -182,7 +196,7 @@ def _measure_set(ctx: Context, work, subset: str, repeats: int, driver) -> dict[
                 add(step, seconds)
                 seconds, _ = ctx.run(["sync"], cwd=work)  # right after: flushes what the copy wrote
                 add(f"sync after {step}", seconds)
-                _remove(work / "base")
+                _discard(work, work / "base", subset == "small")
     return t
 
 
@@ -199,7 +213,7 @@ def _measure_republish(ctx: Context, work, subset: str, repeats: int, driver) ->
             raise RuntimeError(f"the republish did not hash exactly the changed file: {info['republish_result']}")
         for key in ("seconds", "republish_seconds", "growth_bytes", "changed_bytes", "metadata_bytes", "release_bytes"):
             t.setdefault(key, []).append(info[key])
-        _remove(work / "pub")
+        _discard(work, work / "pub", subset == "small")
     return t
 
 
@@ -270,12 +284,19 @@ def run(
             stats = total(*steps)
             rows.append([label, case, *stats.cells("{:.3f} s"), f"{mb / stats.median:.0f}", "", ""])
         for case, steps in baselines.items():
-            ratio = paired(t["publish"], total(*steps).values, lambda a, b: a / b).median
+            ratios = paired(t["publish"], total(*steps).values, lambda a, b: a / b)
+            ratio = ratios.median
             # issue 16 sets 1.3x for the small files; for the big ones its target is hashing on all cores (below)
             target = "<= 1.3" if name == "small" and steps == ("cp -a", "hash") else ""
             checks.append(
                 Check(f"{name}: publish / ({case.replace('`', '')})", ratio, target, ratio <= 1.3 if target else None)
             )
+            if target:  # issue 23: in every repeat, not only the median one
+                checks.append(Check(f"{name}: the same, worst repeat", ratios.max, target, ratios.max <= 1.3))
+                notes.append(
+                    f"{label}: publish / ({case.replace('`', '')}) per repeat: "
+                    + ", ".join(f"{r:.2f}" for r in ratios.values)
+                )
         if name == "big":
             parallel = paired(
                 t["publish all_cores_hash_seconds"], t["publish one_core_hash_seconds"], lambda a, b: a / b
@@ -301,6 +322,7 @@ def run(
         checks.append(
             Check(f"{name}: republish after 1 of N changed / full publish", ratio.max, "<= 0.1", ratio.max <= 0.1)
         )
+        notes.append(f"{label}: republish / full publish per repeat: " + ", ".join(f"{r:.2f}" for r in ratio.values))
         growth = Stats(t["growth_bytes"])
         allowed = [c + m for c, m in zip(t["changed_bytes"], t["metadata_bytes"], strict=True)]
         within = all(g <= a for g, a in zip(t["growth_bytes"], allowed, strict=True))

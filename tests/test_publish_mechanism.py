@@ -8,6 +8,7 @@ import multiprocessing
 import os
 import re
 import signal
+import stat
 import subprocess
 import sys
 import time
@@ -141,6 +142,45 @@ def test_publish_refuses_symlink_that_escapes_results(repo):
     (repo / "results/link.txt").symlink_to(repo / "secret.txt")
     with pytest.raises(PublishError, match="symlink that leaves results/"):
         publish.publish({"link.txt": "results/link.txt"})
+
+
+def test_publish_refuses_a_folder_symlink_that_escapes_results(repo):
+    (repo / "outside").mkdir()
+    (repo / "outside/secret.txt").write_text("s")
+    (repo / "results/via").symlink_to(repo / "outside")
+    with pytest.raises(PublishError, match="symlink that leaves results/"):
+        publish.publish({"secret.txt": "results/via/secret.txt"})
+
+
+def test_every_spelling_of_a_source_resolves_to_the_same_file(repo):
+    spellings = {
+        "a.html": "results/r.html",
+        "b.html": "./results/r.html",
+        "c.html": "results//tables/../r.html",
+        "d.html": str(repo / "results/r.html"),
+        "t": "results/tables/",
+        "u": "results/tables/.",
+    }
+    resolved = dict(publish.resolve_sources(spellings, Path("results")))
+    assert {resolved[f"{n}.html"] for n in "abcd"} == {str((repo / "results/r.html").resolve())}
+    assert resolved["t/t.tsv"] == resolved["u/t.tsv"] == str((repo / "results/tables/t.tsv").resolve())
+    with pytest.raises(PublishError, match="is not under results/"):
+        publish.resolve_sources({"x": "results/.."}, Path("results"))
+
+
+@pytest.mark.parametrize("name", [".", "a/./b", "a//b", "a/", "/a", "a\\b", "a\tb", ""])
+def test_names_that_are_not_plain_relative_paths_are_refused(name):
+    with pytest.raises(PublishError, match="plain relative path"):
+        publish.check_publish_name(name)
+
+
+def test_manifest_is_the_json_of_the_indented_layout_with_a_line_per_file(repo):
+    release = Path(publish.publish(ENTRIES, provenance={"files": [], "nested": {"files": []}})["release"])
+    text = (release / "MANIFEST.json").read_text()
+    manifest = json.loads(text)
+    assert manifest["provenance"] == {"files": [], "nested": {"files": []}}
+    assert [f["path"] for f in manifest["files"]] == ["report.html", "table.tsv"]
+    assert '\n    {"path": "report.html", "sha256": ' in text
 
 
 def _rewrite_manifest(release, change, update_checksums=False):
@@ -384,9 +424,9 @@ def hashed(monkeypatch):
     seen = []
     real = publish.sha256_file
 
-    def spy(path):
+    def spy(path, *args):
         seen.append(Path(path))
-        return real(path)
+        return real(path, *args)
 
     monkeypatch.setattr(publish, "sha256_file", spy)
     return seen
@@ -549,17 +589,33 @@ def test_many_copies_are_flushed_by_one_syncfs_instead_of_an_fsync_each(repo, mo
     (repo / "results/lots").mkdir()
     for i in range(publish.SYNCFS_FILES):
         (repo / f"results/lots/{i}.txt").write_text(f"{i}\n")
-    flushed, synced = [], []
-    clone = publish.durable.clone
+    synced, flushed_files = [], []
+    fsync = os.fsync
+
+    def spy(fd):
+        if stat.S_ISREG(os.fstat(fd).st_mode):
+            flushed_files.append(fd)
+        return fsync(fd)
+
     monkeypatch.setattr(publish, "_syncfs", lambda: lambda path: (synced.append(path), real(path)))
+    monkeypatch.setattr(os, "fsync", spy)
+    release = publish.publish({"lots": "results/lots"})["release"]
+    assert len(synced) == 1 and flushed_files == [], "one syncfs flushes the files, metadata and folders"
+    assert publish.verify(release) == []
+    publish.publish(ENTRIES)  # two copies, MANIFEST.json and SHA256SUMS: an fsync each
+    assert len(flushed_files) == 4 and len(synced) == 1
+
+
+def test_small_files_are_written_from_the_bytes_hashed_big_ones_copied(repo, monkeypatch):
+    (repo / "results/big.bin").write_bytes(os.urandom(publish.KEEP_FILE_BYTES + 1))
+    cloned = []
+    clone = publish.durable.clone
     monkeypatch.setattr(
         publish.durable,
         "clone",
-        lambda src, dst, mode=None, flush=False: (flushed.append(flush), clone(src, dst, mode, flush)),
+        lambda src, dst, mode=None, flush=False: (cloned.append(src), clone(src, dst, mode, flush))[1],
     )
-    release = publish.publish({"lots": "results/lots"})["release"]
-    assert len(synced) == 1 and flushed == [False] * publish.SYNCFS_FILES
-    assert publish.verify(release) == []
-    flushed.clear()
-    publish.publish(ENTRIES)  # two copies: an fsync each
-    assert flushed == [True, True] and len(synced) == 1
+    release = Path(publish.publish({**ENTRIES, "big.bin": "results/big.bin"})["release"])
+    assert [Path(p).name for p in cloned] == ["big.bin"], "the small files are read once, for their hash"
+    assert publish.verify(release) == [] and _sha256sum_ok(release)
+    assert not os.stat(release / "table.tsv").st_mode & 0o222

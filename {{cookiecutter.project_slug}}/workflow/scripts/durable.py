@@ -14,6 +14,7 @@ import errno
 import fcntl
 import os
 import shutil
+import stat
 
 CHUNK = 1 << 20
 FICLONE = 0x40049409  # Linux ioctl: share the source's blocks (btrfs, XFS, ...)
@@ -73,38 +74,56 @@ def rollback(tmp) -> None:
             os.unlink(tmp)
 
 
-def clone(src, dst, mode: int | None = None, flush: bool = False) -> None:
+def clone(src, dst, mode: int | None = None, flush: bool = False) -> os.stat_result:
     """Copy the file ``src`` to the new file ``dst`` with its mode (or ``mode``): a reflink where
     the filesystem can share blocks, else an in-kernel copy, else read and write. ``flush``:
-    also fsync ``dst`` before closing it (one open per file instead of a second pass)."""
-    with open(src, "rb") as fin, open(dst, "xb") as fout:
-        device = os.fstat(fout.fileno()).st_dev
-        try:
-            if device in _NO_REFLINK:
-                raise OSError(errno.EOPNOTSUPP, "no reflink on this filesystem")
-            fcntl.ioctl(fout.fileno(), FICLONE, fin.fileno())
-        except OSError:
-            _NO_REFLINK.add(device)  # asked once per filesystem, not once per file
-            _copy_data(fin, fout)
-        if mode is not None:
-            os.fchmod(fout.fileno(), mode)
-        if flush:
-            os.fsync(fout.fileno())
-    if mode is None:
-        shutil.copymode(src, dst)
+    also fsync ``dst`` before closing it (one open per file instead of a second pass).
+    Returns the stat of ``dst`` as left (its identity, without a second lookup by path).
 
-
-def _copy_data(fin, fout) -> None:
-    remaining = os.fstat(fin.fileno()).st_size
+    Plain file descriptors, not ``open()``: Python's file objects cost an ``isatty`` ioctl, a seek
+    and a stat each, which for 10,000 small files is most of the work."""
+    fin = os.open(src, os.O_RDONLY | os.O_CLOEXEC)
     try:
-        while remaining > 0 and (n := os.copy_file_range(fin.fileno(), fout.fileno(), remaining)):
+        source = os.fstat(fin)
+        wanted = stat.S_IMODE(source.st_mode) if mode is None else mode
+        # created with its final mode (a chmod only where the umask took bits away)
+        fout = os.open(dst, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, wanted)
+        try:
+            created = os.fstat(fout)
+            try:
+                if created.st_dev in _NO_REFLINK:
+                    raise OSError(errno.EOPNOTSUPP, "no reflink on this filesystem")
+                fcntl.ioctl(fout, FICLONE, fin)
+            except OSError:
+                _NO_REFLINK.add(created.st_dev)  # asked once per filesystem, not once per file
+                _copy_data(fin, fout, source.st_size)
+            if stat.S_IMODE(created.st_mode) != wanted:
+                os.fchmod(fout, wanted)
+            if flush:
+                os.fsync(fout)
+            return os.fstat(fout)
+        finally:
+            os.close(fout)
+    finally:
+        os.close(fin)
+
+
+def _copy_data(fin: int, fout: int, size: int) -> None:
+    remaining = size
+    try:
+        while remaining > 0 and (n := os.copy_file_range(fin, fout, remaining)):
             remaining -= n
         return
     except OSError as exc:
         if exc.errno not in _NO_KERNEL_COPY:
             raise
-    fin.seek(0), fout.seek(0), fout.truncate()
-    shutil.copyfileobj(fin, fout, CHUNK)
+    os.lseek(fin, 0, os.SEEK_SET)
+    os.lseek(fout, 0, os.SEEK_SET)
+    os.ftruncate(fout, 0)
+    while chunk := os.read(fin, CHUNK):
+        view = memoryview(chunk)
+        while view:
+            view = view[os.write(fout, view) :]
 
 
 def clone_tree(src, dst) -> int:

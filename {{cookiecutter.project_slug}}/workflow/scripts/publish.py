@@ -61,13 +61,20 @@ HASH_CACHE = ".hashes.json"
 # a result changed less than this before it was hashed may still be changing within one timestamp tick
 # (git's "racily clean" entries): its identity is not remembered, so the next publish hashes it again
 RACY_NS = 2_000_000_000
+KEEP_FILE_BYTES, KEEP_TOTAL_BYTES = 64 << 10, 64 << 20  # files read once: up to 64 KiB each, 64 MiB in all
 WRITE_THREADS = 16  # copies and fsyncs wait on the disk: overlap them
+BIG_FILE = 1 << 20  # files this big on average are hashed and copied on threads from the start
+PROBE_ITEMS = 32  # else this many run first, to see whether they wait (see in_chunks)
 # from this many copies on, one syncfs of the release's filesystem instead of an fsync per file (each fsync
 # waits for its own journal commit: 10,000 small files took seconds more than copying them)
 SYNCFS_FILES = 64
 RELEASE_NAME = re.compile(r"^\d{8}T\d{6}\.\d{6}Z-(?P<id>[0-9a-f]{12})$")
 # Snakemake writes this into every directory() output for its own bookkeeping: not a result
 SNAKEMAKE_MARKER = ".snakemake_timestamp"
+# in a published name: a control character, a backslash, or an empty, "." or ".." part (an empty part
+# is a leading, doubled or trailing "/")
+NOT_PLAIN = re.compile(r"[\x00-\x1f\x7f\\]|(?:^|/)\.{0,2}(?:/|$)")
+SHA256_HEX = re.compile(r"(?:[0-9a-f]{64})*")
 
 
 class PublishError(RuntimeError):
@@ -77,28 +84,49 @@ class PublishError(RuntimeError):
 # --------------------------------------------------------------------------
 # bytes on disk
 # --------------------------------------------------------------------------
-def sha256_file(path) -> str:
+def sha256_file(path, kept: dict | None = None) -> str:
+    """sha256 of the file at ``path``; if ``kept`` has the key ``path``, also the bytes hashed, there."""
+    keep, chunks = kept is not None and path in kept, []
     digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while chunk := fh.read(CHUNK):
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)  # not open(): no isatty ioctl, seek and stat per file
+    try:
+        while chunk := os.read(fd, CHUNK):
             digest.update(chunk)
+            if keep:
+                chunks.append(chunk)
+    finally:
+        os.close(fd)
+    if keep:
+        kept[path] = b"".join(chunks)
     return digest.hexdigest()
 
 
-def in_chunks(function, items, threads: int) -> list:
-    """``[function(item) for item in items]`` on up to ``threads`` threads, each handed a run of
-    items at a time (about four runs per thread), so 10,000 small files cost a few dozen tasks."""
+def in_chunks(function, items, threads: int, big: bool = False) -> list:
+    """``[function(item) for item in items]``, on up to ``threads`` threads where that pays: for ``big``
+    files (hashing and in-kernel copies run without the GIL) from the start; else only if the first
+    items, run on this thread, mostly waited (a network filesystem, a cold disk) instead of computing.
+    Small files in the page cache gain nothing from threads but GIL handoffs (10,000 files of 1 KB:
+    a fifth more CPU on 16 threads than on one). Each thread takes a run of items at a time (about
+    four runs per thread), so 10,000 files cost a few dozen tasks."""
     items = list(items)
     threads = min(threads, len(items))
-    if threads < 2:
-        return [function(item) for item in items]
-    size = -(-len(items) // (4 * threads))
-    runs = [items[i : i + size] for i in range(0, len(items), size)]
+    done = []
+    if threads >= 2 and not big:
+        wall, cpu = time.perf_counter(), time.thread_time()
+        done = [function(item) for item in items[:PROBE_ITEMS]]
+        wall, cpu = time.perf_counter() - wall, time.thread_time() - cpu
+        if wall - cpu < wall / 2:  # computing, not waiting
+            threads = 1
+    rest = items[len(done) :]
+    if threads < 2 or not rest:
+        return done + [function(item) for item in rest]
+    size = -(-len(rest) // (4 * threads))
+    runs = [rest[i : i + size] for i in range(0, len(rest), size)]
     with ThreadPoolExecutor(max_workers=threads) as pool:
-        return [result for run in pool.map(lambda run: [function(item) for item in run], runs) for result in run]
+        return done + [result for run in pool.map(lambda run: [function(item) for item in run], runs) for result in run]
 
 
-def sha256_files(paths, sizes=None, progress=None) -> list[str]:
+def sha256_files(paths, sizes=None, progress=None, kept=None) -> list[str]:
     """sha256 of each path, on all cores (hashlib releases the GIL while hashing).
 
     More threads than cores: one file's hash cannot be split, so with five big
@@ -106,15 +134,16 @@ def sha256_files(paths, sizes=None, progress=None) -> list[str]:
     five threads share both cores to the end.
     """
     paths = list(paths)
-    sizes = list(sizes) if sizes is not None else [0] * len(paths)
+    sizes = list(sizes) if sizes is not None else [os.stat(path).st_size for path in paths]
 
     def one(item):
-        digest = sha256_file(item[0])
+        digest = sha256_file(item[0], kept) if kept else sha256_file(item[0])
         if progress is not None:
             progress.add(1, item[1])
         return digest
 
-    return in_chunks(one, zip(paths, sizes, strict=True), 4 * (os.cpu_count() or 1))
+    big = sum(sizes) >= BIG_FILE * len(paths)
+    return in_chunks(one, zip(paths, sizes, strict=True), 4 * (os.cpu_count() or 1), big)
 
 
 def _identity(st: os.stat_result) -> tuple:
@@ -122,7 +151,7 @@ def _identity(st: os.stat_result) -> tuple:
 
 
 def _key(st: os.stat_result) -> str:
-    return "{}:{}:{}:{}:{}".format(*_identity(st))
+    return f"{st.st_dev}:{st.st_ino}:{st.st_size}:{st.st_mtime_ns}:{st.st_ctime_ns}"
 
 
 def load_hashes(publish_root: Path) -> dict:
@@ -234,9 +263,7 @@ def utc_stamp(moment: _dt.datetime) -> str:
 # the publish set
 # --------------------------------------------------------------------------
 def check_publish_name(name: str) -> str:
-    p = PurePosixPath(name)
-    bad = not name or p.is_absolute() or ".." in p.parts or name != str(p) or name in (MANIFEST, CHECKSUMS)
-    if bad or "\\" in name or any(ord(c) < 32 or ord(c) == 127 for c in name):
+    if NOT_PLAIN.search(name) or name in (MANIFEST, CHECKSUMS):
         raise PublishError(
             f"published name {name!r} must be a plain relative path inside the release "
             f"(no '..', no leading '/', no backslash or control characters, not {MANIFEST} or {CHECKSUMS})"
@@ -251,25 +278,56 @@ def resolve_sources(entries: dict, results_root: Path) -> list[tuple[str, str]]:
     missing files, naming the entry; directories are expanded into their files
     (without Snakemake's marker file).
     """
+    return [(name, real) for name, real, _ in _resolve_sources(entries, results_root)]
+
+
+def _resolve_sources(entries: dict, results_root: Path) -> list[tuple[str, str, os.stat_result]]:
+    """``resolve_sources`` with the stat of each real source, taken while resolving it."""
     root = os.path.realpath(results_root)
     lexical_root = os.path.abspath(results_root)
+    cwd = os.getcwd()
 
     def inside(path: str, top: str) -> bool:
         return path == top or path.startswith(top.rstrip(os.sep) + os.sep)
 
+    # per folder as declared: its absolute and its real path, each ending in "/", and whether each is
+    # inside results/ (then so is every file in it). Once per folder: realpath costs a lstat per component
+    folders: dict[str, tuple[str, str, bool, bool]] = {}
     files = []
     for name, source in sorted(entries.items()):
         check_publish_name(name)
-        src = os.fspath(source)
-        if not inside(os.path.abspath(src), lexical_root):
+        head, slash, leaf = os.fspath(source).rpartition("/")
+        folder = head or slash  # "x": the working directory; "/x": the root
+        if leaf in ("", ".", ".."):  # not a plain name: resolved as a whole
+            folder, leaf = os.path.split(os.path.abspath(source))
+        if folder not in folders:
+            absolute = os.path.normpath(os.path.join(cwd, folder))
+            real_folder = os.path.realpath(absolute)
+            folders[folder] = (
+                absolute.rstrip("/") + "/",
+                real_folder.rstrip("/") + "/",
+                inside(absolute, lexical_root),
+                inside(real_folder, root),
+            )
+        absolute, real_folder, absolute_inside, real_inside = folders[folder]
+        src = absolute + leaf
+        if not (absolute_inside or inside(src, lexical_root)):
             raise PublishError(f"refusing to publish {name!r}: {source} is not under {results_root}/")
-        if not os.path.exists(src):
-            raise PublishError(f"refusing to publish {name!r}: {source} does not exist; run the workflow first")
-        real = os.path.realpath(src)
-        if not inside(real, root):
+        try:
+            st = os.lstat(src)
+            if stat.S_ISLNK(st.st_mode):
+                real, real_inside = os.path.realpath(src), None
+                st = os.stat(real)
+            else:
+                real = real_folder + leaf
+        except OSError:
+            raise PublishError(
+                f"refusing to publish {name!r}: {source} does not exist; run the workflow first"
+            ) from None
+        if not (real_inside or inside(real, root)):
             raise PublishError(f"refusing to publish {name!r}: {source} is a symlink that leaves {results_root}/")
-        if not os.path.isdir(real):
-            files.append((name, real))
+        if not stat.S_ISDIR(st.st_mode):
+            files.append((name, real, st))
             continue
         for dirpath, dirs, names in os.walk(real):
             for child in sorted(dirs + names):
@@ -279,11 +337,10 @@ def resolve_sources(entries: dict, results_root: Path) -> list[tuple[str, str]]:
             for child in sorted(n for n in names if n != SNAKEMAKE_MARKER):
                 path = os.path.join(dirpath, child)  # os.walk of a real path does not enter symlinks: only
                 rel = os.path.relpath(path, real).replace(os.sep, "/")  # a symlinked file needs resolving
-                files.append(
-                    (check_publish_name(f"{name}/{rel}"), os.path.realpath(path) if os.path.islink(path) else path)
-                )
+                path = os.path.realpath(path) if os.path.islink(path) else path
+                files.append((check_publish_name(f"{name}/{rel}"), path, os.stat(path)))
     seen = set()
-    for name, _ in files:
+    for name, _, _ in files:
         if name in seen:
             raise PublishError(f"published name {name!r} is declared twice")
         seen.add(name)
@@ -317,10 +374,14 @@ def checksum_lines(sums: dict) -> bytes:
 
 
 def parse_checksums(data: bytes) -> dict:
+    lines = data.decode("utf-8").splitlines()
+    # every line well formed: checked in two passes over all lines, not a regex per line
+    if all(line[64:66] == "  " for line in lines) and SHA256_HEX.fullmatch("".join(line[:64] for line in lines)):
+        return {line[66:]: line[:64] for line in lines}
     sums = {}
-    for number, line in enumerate(data.decode("utf-8").splitlines(), start=1):
+    for number, line in enumerate(lines, start=1):
         sha, sep, path = line.partition("  ")
-        if not sep or not re.fullmatch(r"[0-9a-f]{64}", sha):
+        if not sep or len(sha) != 64 or not SHA256_HEX.fullmatch(sha):
             raise PublishError(f"{CHECKSUMS} line {number} is not '<sha256>  <path>'")
         sums[path] = sha
     return sums
@@ -469,25 +530,29 @@ def _shared_files(publish_root: Path, wanted: set, known: dict, sources: set) ->
         if len(found) + len(unknown) == len(wanted):
             break
         top, inside = os.path.realpath(release) + os.sep, {}  # per directory: no symlink leads out
+        here = os.fspath(release)  # plain strings: a Path per file costs more than its lstat
         for rel, sha in _sealed_sums(release).items():
             if sha not in wanted or sha in found or sha in unknown or rel in (MANIFEST, CHECKSUMS):
                 continue
-            path, folder = release / rel, os.path.dirname(os.path.join(release, rel))
+            path = f"{here}/{rel}"
+            folder = path.rpartition("/")[0]
             if folder not in inside:
                 inside[folder] = (os.path.realpath(folder) + os.sep).startswith(top)
-            with contextlib.suppress(OSError):
+            try:
                 st = os.lstat(path)
-                if (
-                    not stat.S_ISREG(st.st_mode)
-                    or st.st_mode & 0o222
-                    or (st.st_dev, st.st_ino) in sources
-                    or not inside[folder]
-                ):
-                    continue
-                if known.get(_key(st)) == sha:
-                    found[sha] = path
-                else:
-                    unknown[sha] = (path, st)
+            except OSError:
+                continue
+            if (
+                not stat.S_ISREG(st.st_mode)
+                or st.st_mode & 0o222
+                or (st.st_dev, st.st_ino) in sources
+                or not inside[folder]
+            ):
+                continue
+            if known.get(_key(st)) == sha:
+                found[sha] = path
+            else:
+                unknown[sha] = (path, st)
     checked = sha256_files([path for path, _ in unknown.values()], [st.st_size for _, st in unknown.values()])
     for (sha, (path, st)), actual in zip(unknown.items(), checked, strict=True):
         with contextlib.suppress(OSError):
@@ -497,77 +562,142 @@ def _shared_files(publish_root: Path, wanted: set, known: dict, sources: set) ->
     return found
 
 
+def _folders(names) -> set[str]:
+    """Every folder holding one of the relative paths ``names`` (not "")."""
+    folders = set()
+    for name in names:
+        folder = name.rpartition("/")[0]
+        while folder and folder not in folders:
+            folders.add(folder)
+            folder = folder.rpartition("/")[0]
+    return folders
+
+
+def manifest_bytes(manifest: dict) -> bytes:
+    """``json.dumps(manifest, indent=2, sort_keys=True)`` with each file on one line: the same JSON,
+    made by the C encoder (the indenting encoder is pure Python: about 0.1 s per 10,000 files)."""
+    one_line = json.JSONEncoder(sort_keys=True).encode
+    head = json.dumps({**manifest, "files": []}, indent=2, sort_keys=True)
+    files = ",\n    ".join(map(one_line, manifest["files"]))
+    # the top-level key is the only one indented by two spaces
+    return head.replace('\n  "files": []', f'\n  "files": [\n    {files}\n  ]', 1).encode() + b"\n"
+
+
+def _write_file(path, data: bytes, flush: bool) -> os.stat_result:
+    """Create ``path`` read-only holding ``data`` (fsynced if ``flush``); return its stat as left."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, READ_ONLY_FILE)
+    try:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view) :]
+        if stat.S_IMODE(os.fstat(fd).st_mode) != READ_ONLY_FILE:  # the umask took bits away
+            os.fchmod(fd, READ_ONLY_FILE)
+        if flush:
+            os.fsync(fd)
+        return os.fstat(fd)
+    finally:
+        os.close(fd)
+
+
 def _write_release(
-    staging: Path, files, entries: list[dict], provenance: dict, now, describe=None, shared=None, progress=None
+    staging: Path,
+    files,
+    entries: list[dict],
+    provenance: dict,
+    now,
+    describe=None,
+    shared=None,
+    progress=None,
+    digest=None,
+    kept=None,
 ) -> tuple[str, dict, int]:
     """Fill ``staging`` with the files, MANIFEST.json, ``describe``'s metadata files and SHA256SUMS,
     all on disk and read-only; return the release id, {identity key: sha256} of its published files
-    and how many of them are hard links to ``shared`` ({sha256: file of an earlier release})."""
-    shared = shared or {}
-    subdirs = set()
-    for name, _ in files:
-        subdirs.update(str(p) for p in PurePosixPath(name).parents if str(p) != ".")
-    for sub in sorted(subdirs, key=len):
-        (staging / sub).mkdir(exist_ok=True)
+    and how many of them are hard links to ``shared`` ({sha256: file of an earlier release}).
+    ``digest``: the entries' ``content_digest`` if already known; ``kept``: {source: its bytes as
+    hashed}, written from memory instead of copied."""
+    shared, kept = shared or {}, kept or {}
+    top = os.fspath(staging)
+    for folder in sorted(_folders(name for name, _ in files), key=len):
+        os.mkdir(os.path.join(top, folder))
     if progress is not None:
         progress.phase("writing", len(files), sum(e["size"] for e in entries))
 
     copies = sum(1 for e in entries if e["sha256"] not in shared)
     syncfs = _syncfs() if copies >= SYNCFS_FILES else None
+    flush = syncfs is None  # else one syncfs at the end flushes the whole release
 
-    def place(item) -> bool:
-        """Link the file to an intact earlier release holding its bytes, else copy it (flushed here
-        unless one syncfs flushes all copies)."""
+    def link(entry: dict, dst: str) -> bool:
+        if entry["sha256"] not in shared:
+            return False
+        try:
+            os.link(shared[entry["sha256"]], dst)
+            return True
+        except OSError:  # too many links, another owner, ...: copy instead
+            return False
+
+    def place(item) -> os.stat_result | None:
+        """Link the file to an intact earlier release holding its bytes (None), else copy it (its stat)."""
         (name, src), entry = item
-        dst, linked = staging / name, False
-        if entry["sha256"] in shared:
-            with contextlib.suppress(OSError):  # too many links, another owner, ...: copy instead
-                os.link(shared[entry["sha256"]], dst)
-                linked = True
-        if not linked:
-            durable.clone(src, dst, mode=READ_ONLY_FILE, flush=syncfs is None)
-        if _identity(os.stat(src)) != entry["_identity"]:
-            raise PublishError(f"{src} changed while it was being published; rerun publish")
+        dst, copied = f"{top}/{name}", None
+        if not link(entry, dst):
+            data = kept.get(src)
+            if data is None:
+                copied = durable.clone(src, dst, mode=READ_ONLY_FILE, flush=flush)
+            else:
+                copied = _write_file(dst, data, flush)
+            # the copy must hold the bytes hashed (a link holds an earlier release's, checked in _shared_files)
+            if _identity(os.stat(src)) != entry["_identity"] or copied.st_size != entry["size"]:
+                raise PublishError(f"{src} changed while it was being published; rerun publish")
         if progress is not None:
             progress.add(1, entry["size"])
-        return linked
+        return copied
 
-    linked = sum(in_chunks(place, zip(files, entries, strict=True), WRITE_THREADS))
-    if syncfs is not None:
-        syncfs(staging)
+    big = sum(e["size"] for e in entries) >= BIG_FILE * len(entries)
+    placed = in_chunks(place, zip(files, entries, strict=True), WRITE_THREADS, big)
     keys = {}
-    for (name, src), entry in zip(files, entries, strict=True):
+    for (name, src), entry, st in zip(files, entries, placed, strict=True):
         del entry["_identity"]
-        st = os.stat(staging / name)  # after every link: a new link changes the shared file's ctime
-        if st.st_size != entry["size"]:
-            raise PublishError(f"{src} changed while it was being published; rerun publish")
+        if st is None:  # linked: stat after every link (a new link changes the shared file's ctime)
+            st = os.stat(f"{top}/{name}")
+            if st.st_size != entry["size"]:
+                raise PublishError(f"{src} changed while it was being published; rerun publish")
         keys[_key(st)] = entry["sha256"]
     manifest = {
         "format": MANIFEST_FORMAT,
         "created": utc_stamp(now),
-        "content_digest": content_digest(entries),
+        "content_digest": digest or content_digest(entries),
         "files": entries,
         "provenance": provenance,
     }
-    (staging / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n", encoding="utf-8")
-    metadata = [staging / MANIFEST]
-    if describe is not None:  # metadata in other formats (e.g. an RO-Crate), covered by SHA256SUMS too
-        before = {staging / name for name, _ in files} | {staging / MANIFEST}
-        describe(staging, manifest)
-        metadata = sorted({p for p in staging.rglob("*") if p.is_file()} - before) + metadata
+    data = manifest_bytes(manifest)
     sums = {e["path"]: e["sha256"] for e in entries}
-    sums |= {p.relative_to(staging).as_posix(): sha for p, sha in zip(metadata, sha256_files(metadata), strict=True)}
+    sums[MANIFEST] = hashlib.sha256(data).hexdigest()
+    keys[_key(_write_file(staging / MANIFEST, data, flush))] = sums[MANIFEST]
+    if describe is not None:  # metadata in other formats (e.g. an RO-Crate), covered by SHA256SUMS too
+        describe(staging, manifest)
+        described = sorted(
+            rel
+            for dirpath, _, names in os.walk(staging)
+            for rel in (Path(dirpath, n).relative_to(staging).as_posix() for n in names)
+            if rel not in sums
+        )
+        for rel, sha in zip(described, sha256_files([staging / rel for rel in described]), strict=True):
+            os.chmod(staging / rel, READ_ONLY_FILE)
+            if flush:
+                durable.sync(staging / rel)
+            keys[_key(os.stat(staging / rel))] = sums[rel] = sha
     checksums = checksum_lines(sums)
-    (staging / CHECKSUMS).write_bytes(checksums)
-    for path in [*metadata, staging / CHECKSUMS]:
-        os.chmod(path, READ_ONLY_FILE)
-        durable.sync(path)
-        if path in metadata:
-            keys[_key(os.stat(path))] = sums[path.relative_to(staging).as_posix()]
-    for dirpath, dirnames, _ in os.walk(staging, topdown=False):
-        for name in dirnames:
-            os.chmod(os.path.join(dirpath, name), READ_ONLY_DIR)
-        _fsync_dir(dirpath)
+    _write_file(staging / CHECKSUMS, checksums, flush)
+    folders = sorted(_folders(sums), key=len, reverse=True)  # describe may have made some
+    for folder in folders:
+        os.chmod(os.path.join(top, folder), READ_ONLY_DIR)
+    if syncfs is not None:
+        syncfs(staging)  # every copy, link, metadata file and folder of the release, in one flush
+    else:
+        for folder in [*folders, ""]:
+            _fsync_dir(os.path.join(top, folder))
+    linked = sum(1 for st in placed if st is None)
     return hashlib.sha256(checksums).hexdigest()[:12], keys, linked
 
 
@@ -604,25 +734,34 @@ def publish(
     """
     results_root, publish_root = Path(results_root), Path(publish_root)
     shown = Progress("publish") if progress else None
-    files = resolve_sources(entries, results_root)
-    if not files:
+    started = time.time_ns()  # before the first stat (see RACY_NS)
+    resolved = _resolve_sources(entries, results_root)
+    if not resolved:
         raise PublishError("the publish set is empty; declare files in workflow/rules/publish.smk")
+    files = [(name, src) for name, src, _ in resolved]
+    stats = [st for _, _, st in resolved]
     (publish_root / "releases").mkdir(parents=True, exist_ok=True)
     known = load_hashes(publish_root)
-    started = time.time_ns()
-    stats = [os.stat(src) for _, src in files]
-    hashes = [known.get(_key(st)) for st in stats]
+    keys = [_key(st) for st in stats]
+    hashes = [known.get(key) for key in keys]
     todo = [i for i, sha in enumerate(hashes) if sha is None]  # new or changed since last remembered
     if shown is not None:
         shown.phase("hashing", len(todo), sum(stats[i].st_size for i in todo))
-    fresh = sha256_files([files[i][1] for i in todo], [stats[i].st_size for i in todo], shown)
+    # small files are kept in memory while hashed and written from there: each is read once
+    kept, budget = {}, KEEP_TOTAL_BYTES
+    for i in todo:
+        if stats[i].st_size <= min(KEEP_FILE_BYTES, budget):
+            kept[files[i][1]] = None
+            budget -= stats[i].st_size
+    fresh = sha256_files([files[i][1] for i in todo], [stats[i].st_size for i in todo], shown, kept)
     for i, sha in zip(todo, fresh, strict=True):
         hashes[i] = sha
     # only identities that had settled before hashing began are remembered (see RACY_NS)
+    settled = started - RACY_NS
     remember = {
-        _key(st): sha
-        for st, sha in zip(stats, hashes, strict=True)
-        if max(st.st_mtime_ns, st.st_ctime_ns) < started - RACY_NS
+        key: sha
+        for key, st, sha in zip(keys, stats, hashes, strict=True)
+        if st.st_mtime_ns < settled and st.st_ctime_ns < settled
     }
     records = (provenance or {}).get("made_by", {})  # per declared entry; a directory's files share its record
     file_entries = [
@@ -648,7 +787,7 @@ def publish(
             staging.mkdir()
             try:
                 release_id, release_keys, linked = _write_release(
-                    staging, files, file_entries, provenance, now, describe, shared, shown
+                    staging, files, file_entries, provenance, now, describe, shared, shown, digest, kept
                 )
                 release = publish_root / "releases" / f"{now.strftime('%Y%m%dT%H%M%S.%fZ')}-{release_id}"
                 os.rename(staging, release)
