@@ -20,8 +20,8 @@ The ``reflink`` benchmark makes an XFS (reflink=1) and a btrfs filesystem on loo
 ``xfsprogs`` and ``btrfs-progs``); a filesystem it cannot make is reported as not run, with the reason.
 
 The ``scale`` benchmark publishes and verifies 1,000,000 small files (``--scale-files``) once and reports
-time and peak memory against ``cp -a`` + ``sha256sum``. It takes tens of minutes and needs about 12 GB of
-disk and 3 million inodes, so a full run leaves it out (the doc then says so) unless given ``--scale``;
+time and peak memory against ``cp -a`` + ``sha256sum``. It takes about 20 minutes and needs about 9 GB of
+disk, 2 million inodes and 3 GB of memory, so a full run leaves it out (the doc then says so) unless given ``--scale``;
 ``--only scale`` runs it too, and ``--smoke`` runs it with a few hundred files.
 """
 
