@@ -1,4 +1,4 @@
-"""3. Publication: many small files and a few big ones, against cp -a / cp --reflink=auto plus hashing.
+"""3. Publication: many small files, a few big ones and many big ones, against cp -a / cp --reflink=auto plus hashing.
 
 ``publish.publish()`` from the rendered ``workflow/scripts/publish.py`` runs in a fresh Python process
 per measurement (a driver script written to the temp dir), so its wall time includes interpreter
@@ -7,9 +7,11 @@ on all cores) and ``_write_release`` (copies or hard links, fsyncs, metadata) in
 shares, and, for the big files,
 hashing the same files on one core, the baseline of the all-cores target. Baselines are timed as
 separate commands in the same repeat: ``cp -a``, ``cp -a --reflink=auto``, a hash of the same files
-(``sha256sum`` for the small files; ``openssl dgst -sha256`` for the big ones, because coreutils'
-``sha256sum`` lacks the CPU's SHA instructions on some machines and would flatter us) and a ``sync``
-after each copy (publish makes its copy durable, so the durable baseline includes the flush).
+(``sha256sum`` for the small files; ``openssl dgst -sha256`` for the big and the many big ones, because
+coreutils' ``sha256sum`` lacks the CPU's SHA instructions on some machines and would flatter us) and a
+``sync`` after each copy. Publish makes its copy durable, so the headline ratios divide by the durable
+baseline (``cp -a`` + hash + ``sync``), and the 1.3x target must hold in every repeat (the worst one is
+reported); the ratios without ``sync`` are shown for information and say so.
 
 A second case republishes after one of N files changed: in one driver process, a full publish, then
 one file replaced (as a rerun does) and a publish again; it reports the time of the republish against the
@@ -111,14 +113,16 @@ print(json.dumps(timings))
 '''
 
 
-# the issue asks for 100 x 100 MB; 20 x 50 MB (never more than the big files' size) fits a small machine
-REPUBLISH_MANY = (20, 50 * MB)
+TARGET_FULL = 1.3  # issue 23: a full publish at most 1.3x `cp -a` + hashing, in every repeat
+TARGET_REPUBLISH = 0.1  # issue 23: republish after 1 of N changed at most 0.1x a full publish
+HASH_TOOL = {"small": "sha256sum", "big": "openssl dgst -sha256", "many": "openssl dgst -sha256"}
 
 
-def make_sources(work, n_small: int, small_bytes: int, n_big: int, big_bytes: int) -> None:
-    many, size = REPUBLISH_MANY[0], min(REPUBLISH_MANY[1], big_bytes)
-    for i in range(many if n_big else 0):
-        fill_file(work / f"results/many/m{i:02d}.bin", size, seed=200 + i)
+def make_sources(
+    work, n_small: int, small_bytes: int, n_big: int, big_bytes: int, n_many: int, many_bytes: int
+) -> None:
+    for i in range(n_many):
+        fill_file(work / f"results/many/m{i:03d}.bin", many_bytes, seed=200 + i)
     small = work / "results/small"
     small.mkdir(parents=True)
     for i in range(n_small):
@@ -152,8 +156,7 @@ def _discard(work, path, small: bool) -> None:
 
 
 def _hash_command(subset: str) -> str:
-    tool = "openssl dgst -sha256" if subset == "big" else "sha256sum"
-    return f"find results/{subset} -type f -print0 | xargs -0 {tool} > /dev/null"
+    return f"find results/{subset} -type f -print0 | xargs -0 {HASH_TOOL[subset]} > /dev/null"
 
 
 def _measure_set(ctx: Context, work, subset: str, repeats: int, driver) -> dict[str, list[float]]:
@@ -218,35 +221,42 @@ def _measure_republish(ctx: Context, work, subset: str, repeats: int, driver) ->
 
 
 def run(
-    ctx: Context, n_small: int, small_bytes: int, n_big: int, big_bytes: int, repeats_small: int, repeats_big: int
+    ctx: Context,
+    n_small: int,
+    small_bytes: int,
+    n_big: int,
+    big_bytes: int,
+    n_many: int,
+    many_bytes: int,
+    repeats_small: int,
+    repeats_big: int,
+    repeats_many: int,
 ) -> Result:
     before = load()
     work = ctx.tmp / "publication"
-    make_sources(work, n_small, small_bytes, n_big, big_bytes)
-    driver = ctx.tmp / "publish_driver.py"
-    driver.write_text(DRIVER)
-    sets = {
-        "small": (n_small, n_small * small_bytes, f"{n_small:,} files × {small_bytes} B"),
-        "big": (n_big, n_big * big_bytes, f"{n_big} files × {big_bytes / MB:,.0f} MB"),
-    }
-    sets = {name: value for name, value in sets.items() if value[0] > 0}  # --big-files 0: small files only
-    repeats = {"small": repeats_small, "big": repeats_big}
-    measured = {name: _measure_set(ctx, work, name, repeats[name], driver) for name in sets}
-    many = (REPUBLISH_MANY[0], min(REPUBLISH_MANY[1], big_bytes))
-    again_sets = {"small": f"{n_small:,} files × {small_bytes} B"}
-    if n_big:
-        again_sets["many"] = f"{many[0]} files × {many[1] / MB:,.0f} MB"
-    again = {
-        name: _measure_republish(ctx, work, name, repeats[name if name == "small" else "big"], driver)
-        for name in again_sets
-    }
-    _remove(work)
+    try:
+        make_sources(work, n_small, small_bytes, n_big, big_bytes, n_many, many_bytes)
+        driver = ctx.tmp / "publish_driver.py"
+        driver.write_text(DRIVER)
+        sets = {
+            "small": (n_small, n_small * small_bytes, f"{n_small:,} files × {small_bytes} B"),
+            "big": (n_big, n_big * big_bytes, f"{n_big} files × {big_bytes / MB:,.0f} MB"),
+            "many": (n_many, n_many * many_bytes, f"{n_many} files × {many_bytes / MB:,.0f} MB"),
+        }
+        sets = {name: value for name, value in sets.items() if value[0] > 0}  # --big-files 0: no big set
+        repeats = {"small": repeats_small, "big": repeats_big, "many": repeats_many}
+        measured = {name: _measure_set(ctx, work, name, repeats[name], driver) for name in sets}
+        # republish after one changed file: the many small files and the many big ones
+        again_sets = {name: sets[name][2] for name in ("small", "many") if name in sets}
+        again = {name: _measure_republish(ctx, work, name, repeats[name], driver) for name in again_sets}
+    finally:  # the many big files alone are 10 GB at full size: never leave them behind
+        _remove(work)
 
     rows, checks, notes = [], [], []
     for name, (_files, nbytes, label) in sets.items():
         t = measured[name]
         mb = nbytes / MB
-        hash_name = "`openssl dgst -sha256`" if name == "big" else "`sha256sum`"
+        hash_name = f"`{HASH_TOOL[name]}`"
 
         def total(*steps, t=t):
             return Stats([sum(values) for values in zip(*(t[s] for s in steps), strict=True)])
@@ -285,18 +295,25 @@ def run(
             rows.append([label, case, *stats.cells("{:.3f} s"), f"{mb / stats.median:.0f}", "", ""])
         for case, steps in baselines.items():
             ratios = paired(t["publish"], total(*steps).values, lambda a, b: a / b)
-            ratio = ratios.median
-            # issue 16 sets 1.3x for the small files; for the big ones its target is hashing on all cores (below)
-            target = "<= 1.3" if name == "small" and steps == ("cp -a", "hash") else ""
-            checks.append(
-                Check(f"{name}: publish / ({case.replace('`', '')})", ratio, target, ratio <= 1.3 if target else None)
-            )
-            if target:  # issue 23: in every repeat, not only the median one
-                checks.append(Check(f"{name}: the same, worst repeat", ratios.max, target, ratios.max <= 1.3))
-                notes.append(
-                    f"{label}: publish / ({case.replace('`', '')}) per repeat: "
-                    + ", ".join(f"{r:.2f}" for r in ratios.values)
+            label_case = case.replace("`", "")
+            if steps == ("cp -a", "hash", "sync after cp -a") and name != "big":
+                # the headline: durable with durable; issue 23 wants 1.3x in every repeat, so the worst counts.
+                # The big set's target is hashing on all cores (below).
+                checks.append(
+                    Check(
+                        f"{name}: publish / ({label_case}), worst of {len(ratios.values)} repeat(s)",
+                        ratios.max,
+                        f"<= {TARGET_FULL}",
+                        ratios.max <= TARGET_FULL,
+                    )
                 )
+            elif not any(step.startswith("sync") for step in steps):
+                checks.append(Check(f"{name}: publish / ({label_case}), baseline without sync", ratios.median))
+            else:
+                checks.append(Check(f"{name}: publish / ({label_case})", ratios.median))
+            notes.append(
+                f"{label}: publish / ({label_case}) per repeat: " + ", ".join(f"{r:.2f}" for r in ratios.values)
+            )
         if name == "big":
             parallel = paired(
                 t["publish all_cores_hash_seconds"], t["publish one_core_hash_seconds"], lambda a, b: a / b
@@ -309,6 +326,12 @@ def run(
                     parallel.median <= 0.6,
                 )
             )
+        durable = paired(t["publish"], total("cp -a", "hash", "sync after cp -a").values, lambda a, b: a / b)
+        notes.append(
+            f"{label}: publish / (`cp -a` + {hash_name} + `sync`) per repeat: "
+            + ", ".join(f"{v:.2f}x" for v in durable.values)
+            + f" (median {durable.median:.2f}x, worst {durable.max:.2f}x)."
+        )
         notes.append(
             f"{label}: hashing (all cores) takes {share['hash']:.1%} of the time inside publish() and writing "
             f"the release (copies or links, fsyncs, metadata) {share['write']:.1%}; {hash_name} alone runs at "
@@ -320,7 +343,12 @@ def run(
         rows.append([label, "full publish (in-process)", *Stats(t["seconds"]).cells("{:.3f} s"), "", "", ""])
         rows.append([label, "republish after 1 changed", *Stats(t["republish_seconds"]).cells("{:.3f} s"), "", "", ""])
         checks.append(
-            Check(f"{name}: republish after 1 of N changed / full publish", ratio.max, "<= 0.1", ratio.max <= 0.1)
+            Check(
+                f"{name}: republish after 1 of N changed / full publish",
+                ratio.max,
+                f"<= {TARGET_REPUBLISH}",
+                ratio.max <= TARGET_REPUBLISH,
+            )
         )
         notes.append(f"{label}: republish / full publish per repeat: " + ", ".join(f"{r:.2f}" for r in ratio.values))
         growth = Stats(t["growth_bytes"])
@@ -348,11 +376,15 @@ def run(
             "`copy_file_range`), flushed by an fsync each or, from 64 copies on, one `syncfs`. The hash share is the time in `sha256_files()` (all "
             "cores), the write share the time in `_write_release()` (links or copies, fsyncs, metadata), both over "
             "the time inside `publish()`. Republish: in one process, a full publish, one file replaced, a publish "
-            f"again (both timed inside the process); the issue asks for 100 × 100 MB, this machine runs "
-            f"{REPUBLISH_MANY[0]} × {REPUBLISH_MANY[1] // MB} MB. Disk growth: allocated blocks under the publish "
-            "dir after minus before, each inode once. Baselines: `cp -a SRC DST`, `cp -a --reflink=auto SRC DST`, the hash command and `sync` "
-            "right after each copy, timed separately in the same repeat and summed. Ratios are medians of the "
-            "per-repeat ratios. Every step starts after `sync`."
+            "again (both timed inside the process), for the small files and for the many big ones. Disk growth: "
+            "allocated blocks under the publish dir after minus before, each inode once. Baselines: `cp -a SRC "
+            "DST`, `cp -a --reflink=auto SRC DST`, the hash command (`sha256sum` for the small files, `openssl dgst "
+            "-sha256` for the big ones: coreutils' `sha256sum` runs without the CPU's SHA instructions here and "
+            "would flatter publish) and `sync` right after each copy, timed separately in the same repeat and "
+            "summed. Publish flushes its copies, so each targeted ratio divides by a baseline with `sync` "
+            "(durable with durable) and each ratio's name gives its baseline. Ratios are medians of the "
+            "per-repeat ratios, except where the name says worst repeat (the full-publish target must hold in "
+            "every repeat) and the republish ratios (the largest of the repeats). Every step starts after `sync`."
         ),
         headers=["set", "case", "median", "min", "max", "MB/s (median)", "hash share", "write share"],
         rows=rows,
@@ -361,5 +393,8 @@ def run(
         load_before=before,
         load_after=load(),
         repeats=max(repeats.values()),
-        repeats_note=f"{repeats_small} repeat(s) for the small files, {repeats_big} for the big ones",
+        repeats_note=(
+            f"{repeats_small} repeat(s) for the small files, {repeats_big} for the big ones, "
+            f"{repeats_many} for the many big ones"
+        ),
     )

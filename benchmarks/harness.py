@@ -14,6 +14,8 @@ import shutil
 import statistics
 import subprocess
 import sys
+import tempfile
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,6 +24,13 @@ ROOT = Path(__file__).resolve().parents[1]
 SLUG = "text-statistics-workflow"
 BIN = Path(sys.executable).parent
 MB = 1 << 20
+# GNU time reports a command's peak memory without this process's size in it (see Context.run_peak)
+GNU_TIME = shutil.which("time")  # the program (Debian package time), not the shell keyword
+PEAK_METHOD = (
+    "`ru_maxrss` of the command as GNU `time -f %M` reports it"
+    if GNU_TIME
+    else "`ru_maxrss` from `wait4` (GNU time is missing: at least the benchmark process's own size)"
+)
 
 
 def tool(name: str) -> str:
@@ -98,6 +107,8 @@ class Result:
     seconds: float = 0.0
     repeats: int = 0
     repeats_note: str = ""
+    # cases that could not run here, as (case, reason): reported as "not run", never as a number
+    not_run: list[tuple[str, str]] = field(default_factory=list)
 
     @property
     def repeats_text(self) -> str:
@@ -183,6 +194,44 @@ class Context:
             tail = (proc.stdout + proc.stderr)[-3000:]
             raise BenchError(f"{' '.join(args[:8])} ... exited with {proc.returncode}:\n{tail}")
         return seconds, proc
+
+    def run_peak(self, args, cwd=None, timeout=7200) -> tuple[float, str, int]:
+        """Run a command; return (wall seconds, stdout, peak resident bytes). Raises BenchError on failure.
+
+        The peak is the child's ``ru_maxrss``, which covers the descendants it waited for (``sh -c 'a | b'``:
+        the biggest of sh, a and b). Linux starts an exec'd program's ``ru_maxrss`` at the size of the
+        process that forked it, so a command forked from this Python process would never report less
+        than this process's size; GNU ``time`` (small) forks the command instead and reports its peak.
+        Without GNU time, ``wait4`` gives the child's peak with that floor (PEAK_METHOD says which).
+        """
+        args = [str(a) for a in args]
+        if self.verbose:
+            print("  $", " ".join(args), file=sys.stderr, flush=True)
+        with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err, tempfile.NamedTemporaryFile() as report:
+            command = [GNU_TIME, "-f", "%M", "-o", report.name, *args] if GNU_TIME else args
+            t0 = time.perf_counter()
+            proc = subprocess.Popen(
+                command, cwd=cwd or self.repo, env=self.env, stdin=subprocess.DEVNULL, stdout=out, stderr=err
+            )
+            timer = threading.Timer(timeout, proc.kill)
+            timer.start()
+            try:
+                _, status, usage = os.wait4(proc.pid, 0)  # not proc.wait(): that reaps the child without its rusage
+            finally:
+                timed_out = not timer.is_alive()
+                timer.cancel()
+            seconds = time.perf_counter() - t0
+            proc.returncode = os.waitstatus_to_exitcode(status)
+            out.seek(0), err.seek(0)
+            stdout, stderr = out.read().decode(errors="replace"), err.read().decode(errors="replace")
+            reported = Path(report.name).read_text().split() if GNU_TIME else []
+        if timed_out:
+            raise BenchError(f"{' '.join(args[:6])} ... timed out after {timeout} s")
+        if proc.returncode != 0:
+            tail = (stdout + stderr)[-3000:]
+            raise BenchError(f"{' '.join(args[:8])} ... exited with {proc.returncode}:\n{tail}")
+        kilobytes = int(reported[-1]) if reported else usage.ru_maxrss  # both in KB on Linux
+        return seconds, stdout, kilobytes * 1024
 
     def snakemake(self, *args, cwd=None, timeout=1800, env: dict | None = None):
         return self.run([tool("snakemake"), *args], cwd=cwd, timeout=timeout, env=env)

@@ -5,6 +5,8 @@
     python benchmarks/run.py --smoke --no-write
     python benchmarks/run.py --only dag --no-write --samples 10 1000
     python benchmarks/run.py --smoke --only slurm    # needs a Slurm cluster (tests/slurm/up.sh)
+    python benchmarks/run.py --scale                 # also publish and verify 1,000,000 files (slow)
+    python benchmarks/run.py --only scale --no-write # just that
 
 The template is rendered into a fresh temp dir with the real cookiecutter; every measurement uses the
 real ``snakemake`` CLI (the one next to this interpreter) in subprocesses. Each benchmark prints a
@@ -13,6 +15,14 @@ table and ``ratio[<name>] ...`` lines with the target and PASS or MISS.
 The ``slurm`` benchmark needs a reachable Slurm cluster. A full run without one reports it as not run
 (with the reason, also in the doc); ``--only slurm`` without one fails. Smoke runs leave it out unless
 named with ``--only``, so that ``make test`` never puts benchmark jobs on the cluster its Slurm tests use.
+
+The ``reflink`` benchmark makes an XFS (reflink=1) and a btrfs filesystem on loop devices (needs root,
+``xfsprogs`` and ``btrfs-progs``); a filesystem it cannot make is reported as not run, with the reason.
+
+The ``scale`` benchmark publishes and verifies 1,000,000 small files (``--scale-files``) once and reports
+time and peak memory against ``cp -a`` + ``sha256sum``. It takes about 20 minutes and needs about 9 GB of
+disk, 2 million inodes and 3 GB of memory, so a full run leaves it out (the doc then says so) unless given ``--scale``;
+``--only scale`` runs it too, and ``--smoke`` runs it with a few hundred files.
 """
 
 from __future__ import annotations
@@ -31,11 +41,13 @@ import bench_cluster
 import bench_dag
 import bench_overhead
 import bench_publish
+import bench_reflink
+import bench_scale
 import bench_slurm
 import bench_staging
 from harness import MB, ROOT, BenchError, Context, Result, fmt_load, load, machine
 
-BENCHMARKS = ("overhead", "staging", "publish", "dag", "cluster", "slurm")
+BENCHMARKS = ("overhead", "staging", "publish", "dag", "cluster", "slurm", "reflink", "scale")
 DOC = ROOT / "docs/performance.md"
 FINDINGS = Path(__file__).with_name("findings.md")
 FINDINGS_HEAD = "## Profiling"  # findings.md's sections start so; the doc ends with them
@@ -47,13 +59,28 @@ FULL = dict(
     small_bytes=1024,
     big_files=5,
     big_mb=1024,
+    many_files=100,  # issue 23: full publish and republish of 100 x 100 MB
+    many_mb=100,
+    reflink_files=5,  # issue 23: 5 x 1 GB on XFS and btrfs with reflinks
+    reflink_mb=1024,
+    scale_files=1_000_000,
     samples=[10, 1_000, 10_000, 100_000],
     cluster_jobs=200,
     # at least 5 repeats of every case that runs for under a minute (publication on this VM varies up to 5x
     # between single runs); fewer only for runs of minutes: shadow (50 Snakemake starts), the largest sheet
     # (a dry run of 100,000 samples takes about 3 CPU minutes in Snakemake itself), the cluster runs
     repeats=dict(
-        overhead=5, shadow=2, staging=6, publish_small=5, publish_big=5, dag=5, dag_largest=1, cluster=1, slurm=5
+        overhead=5,
+        shadow=2,
+        staging=6,
+        publish_small=5,
+        publish_big=5,
+        publish_many=5,
+        reflink=5,
+        dag=5,
+        dag_largest=1,
+        cluster=1,
+        slurm=5,
     ),
 )
 SMOKE = dict(
@@ -63,10 +90,25 @@ SMOKE = dict(
     small_bytes=1024,
     big_files=2,
     big_mb=1,
+    many_files=3,
+    many_mb=1,
+    reflink_files=2,
+    reflink_mb=1,
+    scale_files=300,
     samples=[10, 20, 30],
     cluster_jobs=10,
     repeats=dict(
-        overhead=1, shadow=1, staging=1, publish_small=1, publish_big=1, dag=1, dag_largest=1, cluster=1, slurm=1
+        overhead=1,
+        shadow=1,
+        staging=1,
+        publish_small=1,
+        publish_big=1,
+        publish_many=1,
+        reflink=1,
+        dag=1,
+        dag_largest=1,
+        cluster=1,
+        slurm=1,
     ),
 )
 
@@ -87,6 +129,14 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--small-files", type=int, help="number of small files to publish")
     p.add_argument("--big-files", type=int, help="number of big files to publish")
     p.add_argument("--big-mb", type=int, help="size of each big file, MB")
+    p.add_argument("--many-files", type=int, help="number of files of the many-big-files set (publish, republish)")
+    p.add_argument("--many-mb", type=int, help="size of each file of the many-big-files set, MB")
+    p.add_argument("--reflink-files", type=int, help="number of files published on the reflink filesystems")
+    p.add_argument("--reflink-mb", type=int, help="size of each file published on the reflink filesystems, MB")
+    p.add_argument(
+        "--scale", action="store_true", help="also run the scale benchmark (1,000,000 files; tens of minutes)"
+    )
+    p.add_argument("--scale-files", type=int, help="number of small files of the scale benchmark")
     p.add_argument("--samples", type=int, nargs="+", help="sample-sheet sizes for the DAG benchmark")
     p.add_argument("--cluster-jobs", type=int, help="jobs through the simulated scheduler")
     p.add_argument("--slurm-samples", type=int, default=200, help="samples of the many-sample Slurm runs (default 200)")
@@ -100,7 +150,9 @@ def parse_args(argv=None) -> argparse.Namespace:
 def sizes(args) -> dict:
     base = dict(SMOKE if args.smoke else FULL)
     base["repeats"] = dict(base["repeats"])
-    for key in ("jobs", "staging_mb", "small_files", "big_files", "big_mb", "samples", "cluster_jobs"):
+    keys = ("jobs", "staging_mb", "small_files", "big_files", "big_mb", "many_files", "many_mb")
+    keys += ("reflink_files", "reflink_mb", "scale_files", "samples", "cluster_jobs")
+    for key in keys:
         if getattr(args, key) is not None:
             base[key] = getattr(args, key)
     if args.repeats:
@@ -117,8 +169,19 @@ def run_one(name: str, ctx: Context, s: dict) -> Result:
     if name == "staging":
         return bench_staging.run(ctx, s["staging_mb"] * MB, reps["staging"])
     if name == "publish":
-        sets = (s["small_files"], s["small_bytes"], s["big_files"], s["big_mb"] * MB)
-        return bench_publish.run(ctx, *sets, reps["publish_small"], reps["publish_big"])
+        sets = (
+            s["small_files"],
+            s["small_bytes"],
+            s["big_files"],
+            s["big_mb"] * MB,
+            s["many_files"],
+            s["many_mb"] * MB,
+        )
+        return bench_publish.run(ctx, *sets, reps["publish_small"], reps["publish_big"], reps["publish_many"])
+    if name == "reflink":
+        return bench_reflink.run(ctx, s["reflink_files"], s["reflink_mb"] * MB, reps["reflink"])
+    if name == "scale":
+        return bench_scale.run(ctx, s["scale_files"], s["small_bytes"])
     if name == "dag":
         largest = max(s["samples"])
         dag_reps = {n: reps["dag_largest"] if n == largest else reps["dag"] for n in s["samples"]}
@@ -158,6 +221,8 @@ def print_result(result: Result, smoke: bool) -> None:
             verdict += " (smoke sizes: not a verdict)"
         target = f"target {c.target}" if c.target else "no target"
         print(f"ratio[{result.key}] {c.name} = {c.text()} ({target}: {verdict})")
+    for case, reason in result.not_run:
+        print(f"not run[{result.key}] {case}: {reason}")
     for note in result.notes:
         print(f"  note: {note}")
     sys.stdout.flush()
@@ -165,7 +230,9 @@ def print_result(result: Result, smoke: bool) -> None:
 
 def summary_rows(result: Result) -> list[list[str]]:
     checks = [c for c in result.checks if c.ok is not None] or result.checks[:1]  # no target: the headline
-    return [[result.title.split(" (")[0], c.name, c.text(), c.target or "(none)", c.verdict] for c in checks]
+    title = result.title.split(" (")[0]
+    rows = [[title, c.name, c.text(), c.target or "(none)", c.verdict] for c in checks]
+    return rows + [[title, case, "-", "-", f"not run: {reason}"] for case, reason in result.not_run]
 
 
 def section_lines(r: Result, remeasured: str = "") -> list[str]:
@@ -180,9 +247,10 @@ def section_lines(r: Result, remeasured: str = "") -> list[str]:
         "",
         md_table(r.headers, r.rows),
         "",
-        md_table(["quantity", "median", "target", "verdict"], check_rows(r)),
+        md_table(["quantity", "measured", "target", "verdict"], check_rows(r)),  # the name says if not a median
         "",
         *[f"- {n}" for n in r.notes],
+        *[f"- Not run: {case}: {reason}." for case, reason in r.not_run],
     ]
 
 
@@ -190,22 +258,35 @@ def update_doc(text: str, results: list[Result], remeasured: str) -> str:
     """`text` (docs/performance.md) with the sections and summary rows of `results` replaced.
 
     Used by --only ... --update-doc: one benchmark re-measured without rerunning the others; its
-    section says when and how, the rest of the page keeps its own date.
+    section says when and how, the rest of the page keeps its own date. A benchmark the page does
+    not have yet (added since the last full run, or left out of it, like `scale`) gets its section
+    before the profiling records and its rows at the end of the summary table.
     """
     lines = text.splitlines()
     for r in results:
         head = f"## {r.title}"
         if head not in lines:
-            raise SystemExit(f"{DOC.relative_to(ROOT)} has no section '{head}'; run the full `make bench` first")
+            absent = f"## {r.key}: not measured in this run"  # what render_doc wrote for a benchmark not run
+            if absent in lines:
+                start = lines.index(absent)
+                end = next((i for i in range(start + 1, len(lines)) if lines[i].startswith("## ")), len(lines))
+                del lines[start:end]
+            at = next((i for i, line in enumerate(lines) if line.startswith(FINDINGS_HEAD)), len(lines))
+            lines[at:at] = [head, ""]
         start = lines.index(head)
         end = next((i for i in range(start + 1, len(lines)) if lines[i].startswith("## ")), len(lines))
         lines[start:end] = [*section_lines(r, remeasured), ""]
         prefix = f"| {r.title.split(' (')[0]} |"
         old = [i for i, line in enumerate(lines) if line.startswith(prefix)]
-        if not old:
-            raise SystemExit(f"no summary row of '{r.title}' in {DOC.relative_to(ROOT)}")
         new = md_table(["x"] * 5, summary_rows(r)).splitlines()[2:]
-        lines[old[0] : old[-1] + 1] = new
+        if old:
+            lines[old[0] : old[-1] + 1] = new
+            continue
+        if "## Summary" not in lines:
+            raise SystemExit(f"{DOC.relative_to(ROOT)} has no '## Summary' table; run the full `make bench` first")
+        table = lines.index("## Summary") + 2  # the table's header line
+        last = next(i for i in range(table, len(lines) + 1) if i == len(lines) or not lines[i].startswith("|"))
+        lines[last:last] = new
     if FINDINGS.is_file() and (tail := [i for i, line in enumerate(lines) if line.startswith(FINDINGS_HEAD)]):
         lines[tail[0] :] = FINDINGS.read_text().strip().splitlines()  # the profiling records, as they are now
     return "\n".join(lines) + "\n"
@@ -262,8 +343,10 @@ def render_doc(
         "  (so the profiles' scratch roots, derived from `system_tmpdir`, are there too).",
         "- Baselines run in the same invocation, interleaved with the measured case in rotating order.",
         f"- Sizes: {s['jobs']} trivial jobs; {s['staging_mb']} MB staged in and out; "
-        f"{s['small_files']:,} files of {s['small_bytes']} B and {s['big_files']} files of {s['big_mb']} MB "
-        f"published; sample sheets of {', '.join(f'{n:,}' for n in s['samples'])} samples; "
+        f"{s['small_files']:,} files of {s['small_bytes']} B, {s['big_files']} files of {s['big_mb']} MB and "
+        f"{s['many_files']} files of {s['many_mb']} MB published; {s['reflink_files']} files of "
+        f"{s['reflink_mb']} MB on each reflink filesystem; {s['scale_files']:,} files of {s['small_bytes']} B "
+        f"at scale (with `--scale`); sample sheets of {', '.join(f'{n:,}' for n in s['samples'])} samples; "
         f"{s['cluster_jobs']} cluster-sim jobs. Repeats: "
         + ", ".join(f"{k} {v}" for k, v in s["repeats"].items())
         + ".",
@@ -305,6 +388,8 @@ def main(argv=None) -> int:
     if not_run and args.only:  # asked for by name: a missing cluster is an error, found before any work
         print(f"slurm benchmark cannot run: {not_run['slurm']}", file=sys.stderr)
         return 1
+    if "scale" in chosen and not (args.only or args.smoke or args.scale):  # slow: only when asked for
+        not_run["scale"] = "left out of this run (tens of minutes); `run.py --scale` adds it"
     for name, reason in not_run.items():
         print(f"{name}: not run: {reason}", file=sys.stderr)
     chosen = [b for b in chosen if b not in not_run]

@@ -4,7 +4,9 @@ This checks that the benchmark code works against the current template (render, 
 wrapper, publish, simulated cluster); it does not check the numbers, which mean nothing at these sizes.
 """
 
+import os
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -14,7 +16,8 @@ from conftest import isolated_env
 
 ROOT = Path(__file__).resolve().parents[1]
 DOC = ROOT / "docs/performance.md"
-BENCHMARKS = ("overhead", "staging", "publish", "dag", "cluster")
+BENCHMARKS = ("overhead", "staging", "publish", "dag", "cluster", "scale")
+REFLINK_FILESYSTEMS = {"xfs": "mkfs.xfs", "btrfs": "mkfs.btrfs"}
 
 pytestmark = pytest.mark.xdist_group("benchmarks-smoke")  # one smoke run, shared by the tests below
 
@@ -39,7 +42,7 @@ def smoke(tmp_path_factory):
     return proc, tmp, doc_before, doc_after
 
 
-def test_smoke_run_of_all_five_benchmarks_exits_zero(smoke):
+def test_smoke_run_of_all_benchmarks_but_slurm_exits_zero(smoke):
     proc = smoke[0]
     assert proc.returncode == 0, (proc.stdout + proc.stderr)[-4000:]
 
@@ -48,6 +51,40 @@ def test_smoke_run_of_all_five_benchmarks_exits_zero(smoke):
 def test_smoke_run_prints_a_ratio_for_each_benchmark(smoke, benchmark):
     proc = smoke[0]
     assert re.search(rf"^ratio\[{benchmark}\] .+ = \d+\.\d+x ", proc.stdout, re.M), proc.stdout[-4000:]
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        # like with like: durable stage-out and publish against baselines that flush too (issue 23)
+        r"ratio\[staging\] staging \(in \+ out\) / \(cp \+ sync FILE\) of the same bytes = ",
+        r"ratio\[publish\] small: publish / \(cp -a \+ sha256sum \+ sync\), worst of \d+ repeat\(s\) = ",
+        # the many big files (100 x 100 MB at full size): full publish and republish after one changed
+        r"ratio\[publish\] many: publish / \(cp -a \+ openssl dgst -sha256 \+ sync\), worst of \d+ repeat\(s\) = ",
+        r"ratio\[publish\] many: republish after 1 of N changed / full publish = ",
+        r"ratio\[publish\] many: disk growth of the republish = ",
+        r"ratio\[scale\] publish / \(cp -a \+ sha256sum \+ sync\) = ",
+        r"ratio\[scale\] verify / sha256sum -c SHA256SUMS = ",
+        r"ratio\[scale\] publish: peak memory = \d+\.\d MB ",
+    ],
+)
+def test_smoke_run_prints_the_issue_23_ratios(smoke, line):
+    proc = smoke[0]
+    assert re.search(rf"^{line}", proc.stdout, re.M), proc.stdout[-6000:]
+
+
+@pytest.mark.parametrize("filesystem", REFLINK_FILESYSTEMS)
+def test_smoke_run_publishes_on_reflink_filesystems_or_says_why_not(smoke, filesystem):
+    proc = smoke[0]
+    measured = rf"^ratio\[reflink\] {filesystem}: full publish / hashing the same bytes alone = \d+\.\d+x "
+    not_run = rf"^not run\[reflink\] {filesystem}: \S.*"
+    sbin = os.pathsep.join([os.environ.get("PATH", ""), "/usr/sbin", "/sbin"])
+    can = os.geteuid() == 0 and shutil.which(REFLINK_FILESYSTEMS[filesystem], path=sbin)
+    if can and os.path.exists("/dev/loop-control"):  # everything it needs is here: a number, not an excuse
+        assert re.search(measured, proc.stdout, re.M), proc.stdout[-6000:]
+    else:
+        assert re.search(not_run, proc.stdout, re.M), proc.stdout[-6000:]
+    assert not list(Path(smoke[1]).glob("template-bench-*")), "images and mount points removed"
 
 
 def test_smoke_run_never_writes_the_performance_doc(smoke):
@@ -107,3 +144,12 @@ def test_updating_one_benchmark_replaces_only_its_section_and_summary_rows():
     assert new.index("## 2. Two (b)") < new.index("## Profiling") and new.endswith(findings + "\n")  # records refreshed
     assert "old records" not in new
     assert new.count("## 2. Two (b)") == 1
+
+    # a benchmark the page does not have yet (new, or left out of the last full run) is added
+    doc_with_absent = new.replace(
+        "\n## Profiling", "\n## three: not measured in this run\n\nNot run: slow.\n\n## Profiling"
+    )
+    added = run.update_doc(doc_with_absent, [result("three", "3. Three (c)", 0.5, "third")], "Measured today.")
+    assert "| 2. Two | q | 1.00x | <= 2 | PASS |\n| 3. Three | q | 0.50x | <= 2 | PASS |\n" in added
+    assert added.index("## 2. Two (b)") < added.index("## 3. Three (c)") < added.index("## Profiling")
+    assert "not measured in this run" not in added and "\n- third\n" in added
