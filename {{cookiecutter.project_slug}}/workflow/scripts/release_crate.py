@@ -6,14 +6,18 @@ sample sheet and a README.md about the release, so SHA256SUMS and ``publish.py v
 too. The crate records the workflow (name, version, git commit, authors, license, repository: from
 CITATION.cff), the run that made the release (configuration, sample sheet, the sample files it names
 with their size and sha256, operating context, time span, the git identity that ran it) and every
-published file with its size, sha256 and media type. MANIFEST.json stays the release's own
+published file with its size, sha256 and format. MANIFEST.json stays the release's own
 contract; the crate restates it as RO-Crate 1.1 following Workflow Run Crate 0.5 (with Process Run
 Crate 0.5, Workflow RO-Crate 1.0).
-Unlike the other mechanism modules it needs a library, ``rocrate`` (requirements.txt).
+Unlike the other mechanism modules it needs libraries (requirements.txt): ``rocrate``, and
+``edam-ontology`` for the EDAM formats of bioinformatics files (VCF, BAM, FASTQ), which have no
+registered media type.
 
 From the Snakemake repository template, release {{ cookiecutter._template_version }}.
 """
 
+import csv
+import dataclasses
 import datetime
 import functools
 import mimetypes
@@ -35,10 +39,7 @@ SNAKEFILE_IN_RELEASE = "workflow/Snakefile"  # the copy's path in the release: i
 # larger ones by path and size only: hashing reads every byte, and a run's reads or alignments
 # (tens of GB each, hundreds of them) would make every publish read them all again.
 INPUT_SHA256_MAX_BYTES = 1 << 30  # 1 GiB
-# Extensions that the system's list of media types gives to another format than the one a
-# workflow's result has: .vcf is vCard there (Variant Call Format here), .bed a RealVNC file and
-# .sam a Lotus WordPro document (BED and SAM here). None of those three has a registered media type.
-OTHER_FORMAT_EXTENSIONS = (".vcf", ".bed", ".sam")
+EDAM = "http://edamontology.org/"  # the EDAM ontology: its format_NNNN terms name data formats
 PROFILES = {
     "https://w3id.org/ro/wfrun/process/0.5": ("Process Run Crate", "0.5"),
     "https://w3id.org/ro/wfrun/workflow/0.5": ("Workflow Run Crate", "0.5"),
@@ -176,7 +177,7 @@ def add_inputs(crate, workflow, provenance, config_files, sheet, sheet_max_bytes
         size, digest, copy = sheet.stat().st_size, sha256_file(sheet), sheet_copy(sheet, sheet_max_bytes)
         if copy:
             properties = {"name": sheet.name, "description": "The sample sheet of this run.", "sha256": digest}
-            properties |= {"encodingFormat": media_type(sheet.name), "contentSize": str(size)}
+            properties |= {"encodingFormat": encoding_format(crate, sheet.name), "contentSize": str(size)}
             values.append(crate.add_file(str(sheet), copy, properties=properties))
         else:
             why = f"larger than release_sample_sheet_max_bytes ({sheet_max_bytes}); identified by its sha256"
@@ -204,8 +205,8 @@ def add_sample_files(crate, sample_files):
     files = []
     for number, (path, used_by) in enumerate(sorted(uses.items()), start=1):
         shown = ", ".join(used_by[:3]) + (f" and {len(used_by) - 3} more" if len(used_by) > 3 else "")
-        entity = {"@id": f"#sample-file-{number}", "@type": "File", "name": path, "encodingFormat": media_type(path)}
-        entity["description"] = f"input file of sample {shown}"
+        entity = {"@id": f"#sample-file-{number}", "@type": "File", "name": path}
+        entity |= {"encodingFormat": encoding_format(crate, path), "description": f"input file of sample {shown}"}
         try:
             size = Path(path).stat().st_size
         except OSError:
@@ -224,7 +225,7 @@ def add_outputs(crate, workflow, files):
     """The published files (already in the release: the crate only describes them), the workflow's output."""
     outputs = []
     for entry in sorted(files, key=lambda e: e["path"]):
-        properties = {"name": entry["path"], "encodingFormat": media_type(entry["path"])}
+        properties = {"name": entry["path"], "encodingFormat": encoding_format(crate, entry["path"])}
         properties |= {"contentSize": str(entry["size"]), "sha256": entry["sha256"]}
         if entry.get("made_at"):
             properties["dateCreated"] = entry["made_at"]
@@ -305,16 +306,109 @@ def single(values):
     return values[0] if len(values) == 1 else values
 
 
-def media_type(name):
+def encoding_format(crate, name):
+    """The encodingFormat of a file by its name: its registered media type, and the EDAM format of its
+    extension where EDAM knows one, as a reference to a WebSite entity (RO-Crate 1.1's form for a format
+    described by a web page, which roc-validator checks). A compressed file (x.fastq.gz) is of its
+    compression's media type and the EDAM format of the file inside: EDAM has no compressed variants,
+    and the two say how to read the bytes and what they hold."""
+    edam = edam_format(name)
+    kind = media_type(name, edam)
+    if not edam:
+        return kind
+    if not crate.get(edam.iri):
+        crate.add_jsonld({"@id": edam.iri, "@type": "WebSite", "name": edam.label})
+    return [kind, {"@id": edam.iri}]
+
+
+def media_type(name, edam=None):
     """The registered media type of a file by its name, from Python's mimetypes: the system's list where
-    there is one (/etc/mime.types, Debian's media-types), else Python's own. A compressed file is of its
-    compression's type (x.fastq.gz: application/gzip); application/octet-stream where none is registered."""
-    kind, encoding = mimetypes.guess_type(name)
-    if encoding:
-        kind = mimetypes.types_map.get({code: ext for ext, code in mimetypes.encodings_map.items()}[encoding])
-    elif PurePosixPath(name).suffix.lower() in OTHER_FORMAT_EXTENSIONS:
+    there is one (/etc/mime.types, Debian's media-types), else Python's own; application/octet-stream
+    where none is registered. A compressed file is of its compression's type (x.fastq.gz:
+    application/gzip). A type registered for another format under the EDAM format's extension is not
+    this file's: .vcf is vCard's (text/vcard), .bed RealVNC's, .sam Lotus WordPro's."""
+    kind, compression = mimetypes.guess_type(name)
+    if compression:
+        kind = mimetypes.types_map.get({code: ext for ext, code in mimetypes.encodings_map.items()}[compression])
+    elif kind and edam and not edam.has_media_type(kind):
         kind = None
     return kind or "application/octet-stream"
+
+
+@dataclasses.dataclass(frozen=True)
+class EdamFormat:
+    """An EDAM format: its IRI, label, names (label and exact synonyms, lower case) and the media types
+    EDAM records for it."""
+
+    iri: str
+    label: str
+    names: frozenset
+    media_types: frozenset
+
+    def has_media_type(self, kind):
+        """Whether ``kind`` is this format's: EDAM records it, or its subtype is one of the format's names
+        (image/svg+xml: SVG, application/x-tar: tar, application/vnd.loom: Loom; text/vcard is not VCF)."""
+        subtype = kind.partition("/")[2].partition("+")[0].removeprefix("x-").removeprefix("vnd.")
+        return kind in self.media_types or subtype.lower() in self.names
+
+
+def edam_format(name):
+    """The EDAM format of a file by its extension (of the file inside, for a compressed one), or None.
+
+    An extension that is one of a format's names in EDAM is that format: bioinformatics names its
+    formats by their extensions (.vcf VCF, .bam BAM, .fq FASTQ). An extension EDAM only lists for a
+    format counts where no media type is registered for it: EDAM lists common ones for specialised
+    formats (.xlsx for ObjTables, .tex for a 3D texture format).
+    """
+    if mimetypes.guess_type(name)[1]:
+        name = PurePosixPath(name).stem
+    extension = PurePosixPath(name).suffix.lower().removeprefix(".")
+    named, listed = edam_formats()
+    if extension in named:
+        return named[extension]
+    if extension in listed and not mimetypes.guess_type(name)[0]:
+        return listed[extension]
+    return None
+
+
+@functools.cache
+def edam_formats():
+    """({extension: EdamFormat} by the formats' names, {extension: EdamFormat} by EDAM's file-extension
+    annotations), from the EDAM release that the edam-ontology package ships (read once per publish).
+
+    Names are the one-word labels and exact synonyms of formats in use (not obsolete). Lower-case
+    one-word labels are left out: they are mostly EMBOSS's names for sequence formats (raw, dat, match,
+    pair), not file extensions. An extension naming or listed for several formats names none.
+    """
+    from edam_ontology.streams import tabular_stream  # only when publishing: a 2 MB table
+
+    named, listed = {}, {}
+    with tabular_stream() as stream:
+        rows = csv.reader(stream, delimiter="\t", quoting=csv.QUOTE_NONE)
+        columns = {title: number for number, title in enumerate(next(rows))}
+        iri, label, obsolete = columns["Class ID"], columns["Preferred Label"], columns["Obsolete"]
+        synonyms = columns["http://www.geneontology.org/formats/oboInOwl#hasExactSynonym"]
+        extensions, media_types = columns["File extension"], columns["Media type"]
+        for row in rows:
+            if not row[iri].startswith(f"{EDAM}format_") or row[obsolete] == "TRUE":
+                continue
+            names = frozenset(name.lower() for name in [row[label], *row[synonyms].split("|")] if name)
+            one_word = {name for name in names if re.fullmatch(r"[a-z0-9]+", name)}
+            if row[label].islower():
+                one_word.discard(row[label])
+            kinds = frozenset(kind.rpartition("media-types/")[2] for kind in row[media_types].split("|") if kind)
+            edam = EdamFormat(row[iri], row[label], names, kinds)
+            for by_extension, extensions_of_format in (
+                (named, one_word),
+                (listed, {extension.lower() for extension in row[extensions].split("|") if extension}),
+            ):
+                for extension in extensions_of_format:
+                    # None marks an extension of several formats
+                    by_extension[extension] = None if extension in by_extension else edam
+    return (
+        {ext: edam for ext, edam in named.items() if edam},
+        {ext: edam for ext, edam in listed.items() if edam},
+    )
 
 
 def sheet_copy(sheet, max_bytes):
