@@ -144,16 +144,16 @@ def expected_letters(text):
     return Counter(c for c in text if c.isascii() and c.isalpha())
 
 
-def test_letters_and_table_match_counts_made_here(workflow_copy, run_snakemake):
-    run_snakemake(workflow_copy, "--profile", "profiles/local")
-    with open(workflow_copy / "config/samples.tsv") as fh:
+def test_letters_and_table_match_counts_made_here(built_in):
+    build = built_in("local")
+    with open(build / "config/samples.tsv") as fh:
         samples = list(csv.DictReader(fh, delimiter="\\t"))
-    with open(workflow_copy / "results/letter_table.tsv") as fh:
+    with open(build / "results/letter_table.tsv") as fh:
         table = {row["sample"]: row for row in csv.DictReader(fh, delimiter="\\t")}
     assert sorted(table) == sorted(s["sample"] for s in samples)
     for s in samples:
-        want = expected_letters((workflow_copy / "data/inputs" / s["path"]).read_text())
-        lines = (workflow_copy / f"results/letters/{s['sample']}.tsv").read_text().splitlines()
+        want = expected_letters((build / "data/inputs" / s["path"]).read_text())
+        lines = (build / f"results/letters/{s['sample']}.tsv").read_text().splitlines()
         assert {a: int(n) for a, n in (line.split("\\t") for line in lines)} == dict(want)
         top = "".join(sorted(want, key=lambda c: (-want[c], c))[:2])
         assert table[s["sample"]] == {

@@ -76,21 +76,6 @@ def test_ci_profile_gives_identical_results_to_local(render, snakemake):
         assert (local / "results" / rel).read_bytes() == (ci / "results" / rel).read_bytes(), rel
 
 
-def test_generated_repo_own_test_suite_passes_as_its_user(render, tmp_path):
-    from conftest import run_command, tool, workflow_user
-
-    repo = render()
-    run = run_command(
-        [tool("python"), "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests"],
-        cwd=repo,
-        env=isolated_env(tmp_path, TMPDIR=str(node_tmp(tmp_path))),
-        timeout=900,
-        user=workflow_user(),
-    )
-    assert run.returncode == 0, repr(run)
-    assert re.search(r"\d+ passed", run.output) and "skipped" not in run.output, run.output[-2000:]
-
-
 def test_run_without_a_profile_stops_before_any_job_and_names_the_repositorys_contexts(render, snakemake):
     repo = render()
     shutil.copytree(repo / "profiles/local", repo / "profiles/site-b")  # a context a team added: offer it too

@@ -228,6 +228,9 @@ SchedulerType=sched/backfill
 ReturnToService=2
 # Finished jobs stay visible to squeue for 10 minutes (squeue status mode).
 MinJobAge=600
+# A job past its time limit gets SIGTERM and, 5 s later, SIGKILL (sites use 30 s): the time-limit
+# test then waits less for the end of its job.
+KillWait=5
 $ACCT_CONF
 StateSaveLocation=$ROOT/state
 SlurmdSpoolDir=$ROOT/spool

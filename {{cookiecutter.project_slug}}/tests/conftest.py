@@ -18,12 +18,12 @@ def snakemake_cmd():
     return str(here) if here.exists() else (shutil.which("snakemake") or "snakemake")
 
 
-@pytest.fixture
-def workflow_copy(tmp_path):
-    """A fresh copy of this repository's workflow, config and profiles. The folders beside the checkout
-    are linked beside the copy, so inputs outside it (a shared reference at ../refs/) resolve the same."""
-    dest = tmp_path / "workspace" / "repo"
-    dest.parent.mkdir()
+def copy_workflow(parent):
+    """A fresh copy of this repository's workflow, config and profiles under `parent`. The folders beside
+    the checkout are linked beside the copy, so inputs outside it (a shared reference at ../refs/) resolve
+    the same."""
+    dest = parent / "workspace" / "repo"
+    dest.parent.mkdir(parents=True)
     for sibling in REPO.parent.iterdir():
         if sibling.name != dest.name and sibling != REPO:
             (dest.parent / sibling.name).symlink_to(sibling)
@@ -32,17 +32,44 @@ def workflow_copy(tmp_path):
     return dest
 
 
+def snakemake(repo, *args, cache, timeout=300, check=True):
+    """The real snakemake CLI in a subprocess, with a timeout and a private cache folder."""
+    env = dict(os.environ, XDG_CACHE_HOME=str(cache))
+    proc = subprocess.run([snakemake_cmd(), *args], cwd=repo, env=env, capture_output=True, text=True, timeout=timeout)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"snakemake {' '.join(args)} failed ({proc.returncode}):\n{proc.stderr[-4000:]}")
+    return proc
+
+
+@pytest.fixture
+def workflow_copy(tmp_path):
+    """A fresh copy of the workflow for a test that runs, changes or publishes something."""
+    return copy_workflow(tmp_path)
+
+
 @pytest.fixture
 def run_snakemake(tmp_path):
-    """Run the real snakemake CLI in a subprocess, with a timeout and a private cache."""
-    env = dict(os.environ, XDG_CACHE_HOME=str(tmp_path / "xdg-cache"))
+    """run_snakemake(repo, *args, timeout=300, check=True): the snakemake CLI, with this test's cache."""
 
     def run(repo, *args, timeout=300, check=True):
-        proc = subprocess.run(
-            [snakemake_cmd(), *args], cwd=repo, env=env, capture_output=True, text=True, timeout=timeout
-        )
-        if check and proc.returncode != 0:
-            raise AssertionError(f"snakemake {' '.join(args)} failed ({proc.returncode}):\n{proc.stderr[-4000:]}")
-        return proc
+        return snakemake(repo, *args, cache=tmp_path / "xdg-cache", timeout=timeout, check=check)
 
     return run
+
+
+@pytest.fixture(scope="session")
+def built_in(tmp_path_factory):
+    """built_in(context): a copy of the workflow built with profiles/<context>, once per test session and
+    shared by the tests that only read it (so each build is paid once). Take a workflow_copy to change
+    files or to publish."""
+    built = {}
+
+    def build(context):
+        if context not in built:
+            parent = tmp_path_factory.mktemp(f"built-{context}")
+            repo = copy_workflow(parent)
+            snakemake(repo, "--profile", f"profiles/{context}", cache=parent / "xdg-cache", timeout=600)
+            built[context] = repo
+        return built[context]
+
+    return build

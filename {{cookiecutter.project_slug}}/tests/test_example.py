@@ -26,23 +26,21 @@ def expected_summary(text: str, min_length: int, top: int) -> dict:
     }
 
 
-def test_local_run_builds_declared_outputs_and_nothing_else(workflow_copy, run_snakemake):
-    run_snakemake(workflow_copy, "--profile", "profiles/local")
-    with open(workflow_copy / "config/samples.tsv") as fh:
+def test_local_run_builds_declared_outputs_and_nothing_else(built_in):
+    build = built_in("local")
+    with open(build / "config/samples.tsv") as fh:
         samples = list(csv.DictReader(fh, delimiter="\t"))
-    produced = sorted(str(p.relative_to(workflow_copy)) for p in (workflow_copy / "results").rglob("*") if p.is_file())
+    produced = sorted(str(p.relative_to(build)) for p in (build / "results").rglob("*") if p.is_file())
     assert produced == sorted(
         [f"results/samples/{s['sample']}.summary.json" for s in samples]
         + ["results/tables/summary.tsv", "results/report.html"]
     )
     for s in samples:
-        got = json.loads((workflow_copy / f"results/samples/{s['sample']}.summary.json").read_text())
-        want = expected_summary((workflow_copy / "data/inputs" / s["path"]).read_text(), 3, 5)
+        got = json.loads((build / f"results/samples/{s['sample']}.summary.json").read_text())
+        want = expected_summary((build / "data/inputs" / s["path"]).read_text(), 3, 5)
         assert {k: got[k] for k in want} == want
-    assert not (workflow_copy / "publish").exists(), "a plain run must not publish"
-    assert not (workflow_copy / "work").exists() or not any((workflow_copy / "work").rglob("*.tokens")), (
-        "temp() removed"
-    )
+    assert not (build / "publish").exists(), "a plain run must not publish"
+    assert not (build / "work").exists() or not any((build / "work").rglob("*.tokens")), "temp() removed"
 
 
 @pytest.mark.parametrize(

@@ -55,45 +55,33 @@ def outside_of(paths, finals):
 
 
 @pytest.mark.parametrize("context", LOCAL_CONTEXTS)
-def test_each_local_context_builds_exactly_the_final_outputs_and_publishes_nothing(
-    context, workflow_copy, run_snakemake
-):
-    run_snakemake(workflow_copy, "--profile", f"profiles/{context}")
-    finals, made = final_outputs(workflow_copy, run_snakemake), results_of(workflow_copy)
+def test_each_local_context_builds_exactly_the_final_outputs_and_publishes_nothing(context, built_in, run_snakemake):
+    repo = built_in(context)
+    finals, made = final_outputs(repo, run_snakemake), results_of(repo)
     assert not outside_of(made, finals), "results/ holds only final outputs"
-    assert all((workflow_copy / f).exists() for f in finals), "every final output was made"
-    assert not (workflow_copy / "publish").exists(), "a plain run never publishes"
-    again = run_snakemake(workflow_copy, "--profile", f"profiles/{context}")
+    assert all((repo / f).exists() for f in finals), "every final output was made"
+    assert not (repo / "publish").exists(), "a plain run never publishes"
+    again = run_snakemake(repo, "--profile", f"profiles/{context}")
     assert "Nothing to be done" in again.stdout + again.stderr
 
 
 @pytest.mark.skipif("cluster-sim" not in CONTEXTS, reason="this repository has no profiles/cluster-sim")
 def test_the_simulated_cluster_gives_the_same_results_as_local_and_publishes_a_verified_release(
-    workflow_copy, run_snakemake
+    built_in, workflow_copy, run_snakemake
 ):
-    import shutil
-
-    local = workflow_copy
-    sim = workflow_copy.parent / "sim"  # beside the copy, where the folders beside the checkout are linked
-    shutil.copytree(local, sim, symlinks=True)
-    run_snakemake(local, "--profile", "profiles/local")
-    run_snakemake(sim, "--profile", "profiles/cluster-sim", timeout=600)
-    assert results_of(sim) == results_of(local)
-    run_snakemake(sim, "--profile", "profiles/cluster-sim", "publish", timeout=600)
-    assert verify_passes(sim)
+    run_snakemake(workflow_copy, "--profile", "profiles/cluster-sim", timeout=600)
+    assert results_of(workflow_copy) == results_of(built_in("local"))
+    run_snakemake(workflow_copy, "--profile", "profiles/cluster-sim", "publish", timeout=600)
+    assert verify_passes(workflow_copy)
 
 
-def test_publish_makes_a_release_that_verify_and_sha256sum_accept(workflow_copy, run_snakemake):
+def test_publish_makes_a_release_that_verify_and_sha256sum_accept_and_no_rerun_changes(workflow_copy, run_snakemake):
     run_snakemake(workflow_copy, "--profile", "profiles/local", "publish")
     assert verify_passes(workflow_copy)
     release = workflow_copy / "publish/current"
     assert subprocess.run(["sha256sum", "--quiet", "-c", "SHA256SUMS"], cwd=release).returncode == 0
     again = run_snakemake(workflow_copy, "--profile", "profiles/local", "publish")
-    assert "no new release" in again.stdout + again.stderr
-
-
-def test_a_forced_rerun_of_everything_publishes_no_new_release(workflow_copy, run_snakemake):
-    run_snakemake(workflow_copy, "--profile", "profiles/local", "publish")
+    assert "no new release" in again.stdout + again.stderr, "publishing the same results twice makes one release"
     run_snakemake(workflow_copy, "--profile", "profiles/local", "--forceall")
     rebuilt = run_snakemake(workflow_copy, "--profile", "profiles/local", "publish")
     assert "no new release" in rebuilt.stdout + rebuilt.stderr, (
