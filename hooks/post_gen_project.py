@@ -121,6 +121,8 @@ def main():
     set_run_bits()
     render_docs()
     remove_tool_caches()
+    if UNDER_CRUFT:
+        remove(".template-answers.json")  # cruft keeps the answers in .cruft.json
     if INIT_GIT and UNDER_CRUFT:
         print("cruft: skipped git init; run git init and commit everything, .cruft.json included.")
     elif INIT_GIT:

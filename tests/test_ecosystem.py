@@ -12,7 +12,18 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import DEFAULT_SLUG, TEMPLATE, isolated_env, load_json, run_command, tool
+from conftest import (
+    DEFAULT_SLUG,
+    TEMPLATE,
+    hand_over,
+    isolated_env,
+    load_json,
+    node_tmp,
+    render_template,
+    run_command,
+    tool,
+    workflow_user,
+)
 
 # What CI runs in the generated repository, in order, for every CI service.
 CI_COMMANDS = [
@@ -100,6 +111,7 @@ def test_cruft_update_brings_template_changes_and_keeps_local_commits(tmp_path):
     assert state["context"]["cookiecutter"]["project_slug"] == DEFAULT_SLUG
     # Under cruft the hook leaves git init to the user, so the first commit can include .cruft.json.
     assert not (repo / ".git").exists(), create.output
+    assert not (repo / ".template-answers.json").exists(), ".cruft.json holds the answers"
     init_repo(repo, env, "Created with cruft")
 
     # a local change, committed in the project
@@ -134,6 +146,51 @@ def test_cruft_update_brings_template_changes_and_keeps_local_commits(tmp_path):
     check = run_command([cruft, "check"], cwd=repo, env=env, timeout=300)
     assert check.returncode == 0 and "up to date" in check.output, repr(check)
     assert git(repo, env, "status", "--porcelain") == ""
+
+
+def test_a_plain_cookiecutter_repo_is_linked_at_its_tagged_release_with_its_own_answers_and_then_updates(tmp_path):
+    env = isolated_env(tmp_path)
+    template, _ = template_git_copy(tmp_path, env)
+    version = load_json(template / "cookiecutter.json")["_template_version"]
+    tagged = run_command(["make", "tag"], cwd=template, env=env, timeout=60)
+    assert tagged.returncode == 0 and f"tagged v{version}" in tagged.output, repr(tagged)
+    again = run_command(["make", "tag"], cwd=template, env=env, timeout=60)
+    assert again.returncode == 0 and "already names HEAD" in again.output, repr(again)
+    release = git(template, env, "rev-parse", f"v{version}^{{commit}}")
+
+    answers = {"project_name": 'Métagénomique "QC"', "ci": "gitlab", "license": "none", "init_git": "no"}
+    proc, out = render_template(tmp_path, template=template, out=tmp_path / "projects", **answers)
+    assert proc.returncode == 0, proc.stderr
+    (repo,) = out.iterdir()
+    init_repo(repo, env, "Made with plain cookiecutter")
+
+    # cruft alone stops with a traceback here; make update says what to do, in one line
+    update = run_command(["make", "update"], cwd=repo, env=env, timeout=60)
+    assert update.returncode != 0 and "Traceback" not in update.output, repr(update)
+    (line,) = [x for x in update.output.splitlines() if "cruft link" in x]
+    link = line[line.index("cruft link") :].replace("<template git URL>", shlex.quote(str(template)))
+    linked = run_command(["bash", "-c", link], cwd=repo, env=env, timeout=300)
+    assert linked.returncode == 0, repr(linked)
+    state = load_json(repo / ".cruft.json")
+    assert state["commit"] == release, "linked to the release the repository was made from"
+    given = load_json(repo / ".template-answers.json")
+    assert {k: state["context"]["cookiecutter"][k] for k in given} == given
+    assert given["project_name"] == answers["project_name"] and given["ci"] == "gitlab"
+    (repo / ".template-answers.json").unlink()  # .cruft.json holds the answers from now on
+    commit_all(repo, env, "Link to the workflow template")
+    diff = run_command([tool("cruft"), "diff", "--exit-code"], cwd=repo, env=env, timeout=300)
+    assert diff.returncode == 0 and "diff --git" not in diff.stdout, (
+        f"the answers re-render this very repository:\n{diff!r}"
+    )
+
+    line = "Template change after the release."
+    with open(template / "{{cookiecutter.project_slug}}/docs/operations.md", "a") as fh:
+        fh.write(f"\n{line}\n")
+    commit_all(template, env, "Template update")
+    update = run_command(["make", "update"], cwd=repo, env=env, timeout=300)
+    assert update.returncode == 0, repr(update)
+    assert (repo / "docs/operations.md").read_text().rstrip().endswith(line)
+    assert not (repo / ".template-answers.json").exists(), "an update never brings the answers file back"
 
 
 # --------------------------------------------------------------------------
@@ -255,26 +312,38 @@ def test_ci_installs_the_system_packages_of_its_one_marked_variable_before_the_t
     assert run_install("set") == expected
 
 
-def test_ci_commands_succeed_in_a_fresh_checkout_with_a_real_venv(render, tmp_path):
+def test_ci_commands_succeed_as_an_unprivileged_user_in_a_fresh_checkout_with_a_real_venv(render, tmp_path):
     repo = render(ci="github")
+    user = workflow_user()
     env = checkout_env(tmp_path)
     init_repo(repo, env, "CI checkout")
+    hand_over(repo, user)  # the runner's checkout is the runner user's, .git included
     # Like a CI runner: only the system Python on PATH; everything else comes from the .venv make setup builds.
     env["PATH"] = os.pathsep.join(p for p in env["PATH"].split(os.pathsep) if Path(p) != Path(sys.executable).parent)
-    timeouts = {"make setup": 600, "make test": 600}
+    env["TMPDIR"] = str(node_tmp(tmp_path))
+    timeouts = {"make setup": 600, "make test": 900}
+    outputs = {}
     for command in ci_commands(repo, "github"):
         run = run_command(
-            ["bash", "-eo", "pipefail", "-c", command], cwd=repo, env=env, timeout=timeouts.get(command, 300)
+            ["bash", "-eo", "pipefail", "-c", command],
+            cwd=repo,
+            env=env,
+            timeout=timeouts.get(command, 300),
+            user=user,
         )
         assert run.returncode == 0, f"CI command failed: {command}\n{run!r}"
+        outputs[command] = run.output
+    # the repository's own suite ran whole: nothing skipped (its example, its contexts, its docs)
+    assert re.search(r"\d+ passed", outputs["make test"]), outputs["make test"][-2000:]
+    assert "skipped" not in outputs["make test"], outputs["make test"][-2000:]
     assert (repo / ".venv/bin/snakemake").exists()
     assert (repo / "publish/current/MANIFEST.json").is_file()
     assert (repo / "publish/current/ro-crate-metadata.json").is_file()
     # the hygiene a new user meets after make setup, without activating the venv
     assert (repo / ".git/hooks/pre-commit").is_file(), "make setup installed the git hook"
-    check = run_command([".venv/bin/pip", "check"], cwd=repo, env=env, timeout=120)
+    check = run_command([".venv/bin/pip", "check"], cwd=repo, env=env, timeout=120, user=user)
     assert check.returncode == 0, repr(check)
-    hooks = run_command([".venv/bin/pre-commit", "run", "--all-files"], cwd=repo, env=env, timeout=600)
+    hooks = run_command([".venv/bin/pre-commit", "run", "--all-files"], cwd=repo, env=env, timeout=600, user=user)
     assert hooks.returncode == 0, repr(hooks)
     assert git(repo, env, "status", "--porcelain") == "", "the hooks changed nothing"
 

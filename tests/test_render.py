@@ -12,6 +12,7 @@ from slurm_cluster import configure_site
 
 COMMON_FILES = {
     ".gitignore",
+    ".template-answers.json",
     "CHANGELOG.md",
     "CITATION.cff",
     ".pre-commit-config.yaml",

@@ -3,6 +3,7 @@
 
 Mechanism only (stdlib). The publish set itself is meaning and is declared in
 ``workflow/rules/publish.smk``, whose ``publish`` rule calls ``publish()``.
+
 Layout under ``publish/``::
 
     publish/
@@ -31,6 +32,8 @@ Commands (run in the repository root)::
     python workflow/scripts/publish.py verify [RELEASE_DIR]   # default publish/current
     python workflow/scripts/publish.py list
     python workflow/scripts/publish.py prune --keep N
+
+From the Snakemake repository template, release {{ cookiecutter._template_version }}.
 """
 
 import argparse

@@ -13,6 +13,8 @@ written from those files, between ``<!-- BEGIN GENERATED: name ... -->`` and
 
 ``python workflow/scripts/render_docs.py`` rewrites them; ``--check`` only
 reports what differs (exit 1), as the repository's tests do.
+
+From the Snakemake repository template, release {{ cookiecutter._template_version }}.
 """
 
 import argparse
