@@ -7,7 +7,7 @@ import sys
 
 import pytest
 import yaml
-from conftest import TEMPLATE, hand_over, isolated_env, run_command, tool, workflow_user
+from conftest import TEMPLATE, hand_over, isolated_env, load_json, run_command, tool, workflow_user
 from slurm_cluster import configure_site
 
 COMMON_FILES = {
@@ -126,6 +126,23 @@ def test_no_template_syntax_survives(rendered):
     for rel in generated_files(repo):
         text = (repo / rel).read_text(encoding="utf-8")
         assert "{{" not in text and "{%" not in text and "{#" not in text, rel
+
+
+def test_every_mechanism_script_names_the_template_release_and_the_answers_file_holds_the_answers(rendered):
+    answers, repo = rendered
+    version = load_json(TEMPLATE / "cookiecutter.json")["_template_version"]
+    rules = "".join(p.read_text() for p in (repo / "workflow/rules").glob("*.smk"))
+    example = set(re.findall(r"scripts/(\w+\.py)", rules)) - {"scratch.py", "publish.py"}
+    mechanism = sorted(p.name for p in (repo / "workflow/scripts").glob("*.py") if p.name not in example)
+    assert "publish.py" in mechanism and "summarize_sample.py" not in mechanism
+    for name in mechanism:
+        text = (repo / "workflow/scripts" / name).read_text()
+        assert f"From the Snakemake repository template, release {version}." in text, name
+    recorded = load_json(repo / ".template-answers.json")
+    asked = [k for k in load_json(TEMPLATE / "cookiecutter.json") if not k.startswith("_")]
+    assert sorted(recorded) == sorted(asked)
+    for key, value in answers.items():
+        assert recorded[key] == ({"yes": True, "no": False}[value] if key == "init_git" else value), key
 
 
 def test_every_yaml_and_json_file_parses(rendered):
