@@ -9,23 +9,21 @@ cookiecutter.json `_extensions`; cookiecutter and cruft put the template directo
 sys.path), an answer that is not one of cookiecutter.json's own expressions renders to
 exactly itself, so hooks/pre_gen_project.py sees it unchanged and can refuse it by name.
 
-Only sources that cookiecutter renders as answers are touched (found by the caller,
-cookiecutter.prompt.render_variable): file names, file contents and hook scripts of the
-template render as before.
+Which sources are answers is decided from the template alone, through cookiecutter's public
+interfaces: a source rendered from a string (a template file's contents are loaded by name, and
+are not touched) is the template's own when it is one of cookiecutter.json's strings, a hook script, or a path of
+the template folder that holds markup (the `{{cookiecutter.project_slug}}` folder); any other
+source renders to exactly itself.
 """
 
 import json
-import sys
 from pathlib import Path
 
 from jinja2.ext import Extension
 
-# the function through which cookiecutter renders each answer (and each default)
-ANSWER_RENDERER = ("cookiecutter.prompt", "render_variable")
-# how many frames up from preprocess() that function may be (Jinja's own frames between)
-SEARCH_DEPTH = 12
-# this template's questions (absolute: cookiecutter changes directory while it renders)
-QUESTIONS_FILE = Path(__file__).resolve().with_name("cookiecutter.json")
+HERE = Path(__file__).resolve().parent  # absolute: cookiecutter changes directory while it renders
+QUESTIONS_FILE = HERE / "cookiecutter.json"
+MARKUP = ("{{", "{%", "{#")
 
 
 def template_strings(value):
@@ -41,16 +39,22 @@ def template_strings(value):
             yield from template_strings(item)
 
 
-def rendered_as_answer():
-    """True when Jinja is compiling a source for cookiecutter's render_variable."""
-    frame = sys._getframe(1)
-    for _ in range(SEARCH_DEPTH):
-        if frame is None:
-            return False
-        if (frame.f_globals.get("__name__"), frame.f_code.co_name) == ANSWER_RENDERER:
-            return True
-        frame = frame.f_back
-    return False
+def own_sources():
+    """Every source string of this template that cookiecutter renders from a string."""
+    own = set(template_strings(json.loads(QUESTIONS_FILE.read_text(encoding="utf-8"))))
+    own.update(hook.read_text(encoding="utf-8") for hook in (HERE / "hooks").iterdir() if hook.is_file())
+    project = next(p for p in HERE.iterdir() if p.is_dir() and p.name.startswith("{{"))
+    own.add(project.name)
+    own.update(str(p.relative_to(project)) for p in project.rglob("*") if any(m in p.name for m in MARKUP))
+    return own
+
+
+def is_own(source, own):
+    """True for a source of the template: listed, or a path ending in a listed path. Any other source
+    renders literally, even without markup: Jinja would turn a carriage return into a newline."""
+    if source in own:
+        return True
+    return any(source.endswith("/" + path) for path in own if "/" in path)
 
 
 def literal(text):
@@ -69,9 +73,9 @@ class LiteralAnswers(Extension):
         super().__init__(environment)
         # read on every new environment (not at import): cruft update renders two commits of
         # the template from one checkout in one process, and the module is imported once
-        self.own = set(template_strings(json.loads(QUESTIONS_FILE.read_text(encoding="utf-8"))))
+        self.own = own_sources()
 
     def preprocess(self, source, name, filename=None):
-        if name is None and source not in self.own and rendered_as_answer():
+        if name is None and not is_own(source, self.own):
             return literal(source)
         return source
