@@ -3,6 +3,7 @@
 import json
 import os
 import pwd
+import re
 import shutil
 import signal
 import subprocess
@@ -161,6 +162,13 @@ def isolated_env(tmp_path, **extra):
     )
     env.update(extra)
     return env
+
+
+def quick_start_commands(readme: Path) -> list[str]:
+    """The commands of a README's "Quick start" code block."""
+    section = readme.read_text().split("## Quick start", 1)[1]
+    block = re.search(r"```bash\n(.*?)```", section, re.S).group(1)
+    return [line.strip() for line in block.splitlines() if line.strip() and not line.startswith("#")]
 
 
 def render_template(tmp_path, template=TEMPLATE, out=None, **answers):

@@ -19,6 +19,7 @@ from conftest import (
     isolated_env,
     load_json,
     node_tmp,
+    quick_start_commands,
     render_template,
     run_command,
     tool,
@@ -312,7 +313,7 @@ def test_ci_installs_the_system_packages_of_its_one_marked_variable_before_the_t
     assert run_install("set") == expected
 
 
-def test_ci_commands_succeed_as_an_unprivileged_user_in_a_fresh_checkout_with_a_real_venv(render, tmp_path):
+def test_readme_quick_start_then_the_ci_commands_succeed_as_an_unprivileged_user_in_a_fresh_checkout(render, tmp_path):
     repo = render(ci="github")
     user = workflow_user()
     env = checkout_env(tmp_path)
@@ -323,7 +324,8 @@ def test_ci_commands_succeed_as_an_unprivileged_user_in_a_fresh_checkout_with_a_
     env["TMPDIR"] = str(node_tmp(tmp_path))
     timeouts = {"make setup": 600, "make test": 900}
     outputs = {}
-    for command in ci_commands(repo, "github"):
+    quick_start = quick_start_commands(repo / "README.md")  # make setup, make run
+    for command in [*quick_start, *ci_commands(repo, "github")]:
         run = run_command(
             ["bash", "-eo", "pipefail", "-c", command],
             cwd=repo,
@@ -333,6 +335,10 @@ def test_ci_commands_succeed_as_an_unprivileged_user_in_a_fresh_checkout_with_a_
         )
         assert run.returncode == 0, f"CI command failed: {command}\n{run!r}"
         outputs[command] = run.output
+        if command == quick_start[-1]:  # the README's two commands build the example, publish nothing
+            summaries = sorted(p.name for p in (repo / "results").rglob("*.summary.json"))
+            assert summaries == ["alpha.summary.json", "beta.summary.json", "gamma.summary.json"]
+            assert not (repo / "publish").exists()
     # the repository's own suite ran whole: nothing skipped (its example, its contexts, its docs)
     assert re.search(r"\d+ passed", outputs["make test"]), outputs["make test"][-2000:]
     assert "skipped" not in outputs["make test"], outputs["make test"][-2000:]
