@@ -9,6 +9,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+from scratch import POLICY  # the policy settings and their values, defined by the mechanism
+
 REPO = Path(__file__).resolve().parents[1]
 CONTEXTS = sorted(p.parent.name for p in (REPO / "profiles").glob("*/config.yaml"))
 
@@ -35,7 +37,7 @@ MEANING_KEYS = {
     "dry-run",
     "n",
 }
-SCRATCH_POLICY = ("tmpdir", "scratch_staging", "scratch_on_failure")
+SCRATCH_POLICY = ("tmpdir", *POLICY)
 
 
 def profile(context):
@@ -58,8 +60,8 @@ def test_no_profile_sets_meaning(context):
 def test_every_profile_sets_the_scratch_policy(context):
     resources = profile(context).get("default-resources") or {}
     assert set(SCRATCH_POLICY) <= set(resources), f"profiles/{context} lacks {set(SCRATCH_POLICY) - set(resources)}"
-    assert resources["scratch_staging"].strip("'\"") in {"link", "copy"}
-    assert resources["scratch_on_failure"].strip("'\"") in {"keep", "remove"}
+    for setting, values in POLICY.items():
+        assert resources[setting].strip("'\"") in values, f"profiles/{context}: {setting}"
 
 
 @pytest.mark.parametrize("context", CONTEXTS)

@@ -10,6 +10,8 @@ import os
 import sys
 from pathlib import Path
 
+import yaml
+
 from snakemake import __version__ as SNAKEMAKE_VERSION
 from snakemake.exceptions import WorkflowError
 from snakemake.io import IOFile
@@ -30,6 +32,9 @@ if WORKFLOW_IS_LOCAL:
 else:  # read from a git host: Snakemake's cached copies
     WORKFLOW_SNAKEFILE = workflow.source_path("../Snakefile")
     WORKFLOW_CITATION = workflow.source_path("../../CITATION.cff")
+# The workflow's version, which each release records: the `version` of its CITATION.cff.
+with open(WORKFLOW_CITATION, encoding="utf-8") as _fh:
+    WORKFLOW_VERSION = str(yaml.safe_load(_fh)["version"])
 for _module in ("durable", "publish", "release_crate", "scratch"):
     workflow.source_path(f"../scripts/{_module}.py")
 sys.path.insert(0, SCRIPTS)
