@@ -14,8 +14,6 @@ validate(config, "../schemas/config.schema.yaml")
 # --------------------------------------------------------------------------
 # the sample sheet: validated before any job runs
 # --------------------------------------------------------------------------
-SAMPLE_ID_REGEX = r"[A-Za-z0-9][A-Za-z0-9_.-]*"
-SAMPLE_ID_PATTERN = re.compile(f"^{SAMPLE_ID_REGEX}$")
 SAMPLES_SCHEMA = workflow.source_path("../schemas/samples.schema.yaml")
 # A sheet column whose schema says "format: input-file" names a file under input_dir
 # (the example's "path"; a second read file "fq2", an index...): resolved, checked
@@ -171,11 +169,6 @@ def load_samples(sheet_path, input_dir):
                 f"{where}: does not match workflow/schemas/samples.schema.yaml: {problem}"
             )
             continue
-        if not SAMPLE_ID_PATTERN.match(sample):
-            problems.append(
-                f"{where}: sample id must match {SAMPLE_ID_PATTERN.pattern}"
-            )
-            continue
         if sample in samples:
             problems.append(f"{where}: duplicate sample id")
             continue
@@ -210,14 +203,21 @@ def load_samples(sheet_path, input_dir):
 
 SAMPLES = load_samples(config["samples"], config["input_dir"])
 SAMPLE_IDS = sorted(SAMPLES)
-SAMPLE_FILE_COLUMNS = input_file_columns(_load_schema(SAMPLES_SCHEMA))
+_SHEET_SCHEMA = _load_schema(SAMPLES_SCHEMA)
+SAMPLE_FILE_COLUMNS = input_file_columns(_SHEET_SCHEMA)
+SAMPLE_ID_PATTERN = _SHEET_SCHEMA["properties"]["sample"].get("pattern", "")
+if not SAMPLE_ID_PATTERN.startswith("^") or not SAMPLE_ID_PATTERN.endswith("$"):
+    raise WorkflowError(
+        "workflow/schemas/samples.schema.yaml: give the sample column a whole-value pattern "
+        '("^...$"): it is also the sample wildcard\'s constraint'
+    )
 
 
-# A pattern, not the list of ids: Snakemake copies a constraint into every file
-# pattern it formats, so an alternation of 10,000 ids made the DAG quadratic.
-# An id that is not in the sheet is refused by sample_file().
+# The schema's pattern for an id, not the list of ids: Snakemake copies a constraint
+# into every file pattern it formats, so an alternation of 10,000 ids made the DAG
+# quadratic. An id that is not in the sheet is refused by sample_file().
 wildcard_constraints:
-    sample=SAMPLE_ID_REGEX,
+    sample=SAMPLE_ID_PATTERN[1:-1],
 
 
 def _sample_row(wildcards):
