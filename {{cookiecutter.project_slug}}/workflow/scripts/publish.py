@@ -78,6 +78,7 @@ SNAKEMAKE_MARKER = ".snakemake_timestamp"
 # is a leading, doubled or trailing "/")
 NOT_PLAIN = re.compile(r"[\x00-\x1f\x7f\\]|(?:^|/)\.{0,2}(?:/|$)")
 SHA256_HEX = re.compile(r"(?:[0-9a-f]{64})*")
+LOCK_WAIT_SECONDS = 600  # how long a publish waits for another publish or prune to finish
 
 
 class PublishError(RuntimeError):
@@ -414,11 +415,11 @@ def point_current(publish_root: Path, release: Path) -> None:
 
 
 @contextlib.contextmanager
-def publish_lock(publish_root: Path, timeout: float = 600.0):
-    """Exclusive lock on ``publish/.lock``; waits up to ``timeout`` seconds."""
+def publish_lock(publish_root: Path):
+    """Exclusive lock on ``publish/.lock``; waits up to LOCK_WAIT_SECONDS for another publish or prune."""
     path = publish_root / ".lock"
     fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
-    deadline = time.monotonic() + timeout
+    deadline = time.monotonic() + LOCK_WAIT_SECONDS
     try:
         while True:
             try:
@@ -427,7 +428,7 @@ def publish_lock(publish_root: Path, timeout: float = 600.0):
             except BlockingIOError:
                 if time.monotonic() > deadline:
                     raise PublishError(
-                        f"another publish holds {path} for more than {timeout:.0f} s; "
+                        f"another publish holds {path} for more than {LOCK_WAIT_SECONDS} s; "
                         "wait for it to finish (a crashed publish releases the lock by itself)"
                     ) from None
                 time.sleep(0.05)
@@ -720,7 +721,6 @@ def publish(
     results_root="results",
     publish_root="publish",
     provenance=None,
-    lock_timeout=600.0,
     describe=None,
     progress=True,
 ):
@@ -774,7 +774,7 @@ def publish(
     provenance = {k: v for k, v in (provenance or {}).items() if k != "made_by"}
     digest = content_digest(file_entries)
     linked = 0
-    with publish_lock(publish_root, lock_timeout):
+    with publish_lock(publish_root):
         for leftover in [*publish_root.glob(".staging-*"), *publish_root.glob(".current-*")]:
             durable.rollback(leftover)
         for leftover in publish_root.glob(".hashes-*"):
