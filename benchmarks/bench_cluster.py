@@ -15,7 +15,7 @@ import statistics
 
 import yaml
 from bench_overhead import OUTPUT_DIR, snakemake_args, targets, write_rules
-from harness import Check, Context, Result, Stats, load, paired
+from harness import Check, Context, Result, Stats, paired
 
 
 def _records(ctx: Context, state_dir) -> list[dict]:
@@ -38,7 +38,6 @@ def window_rates(records: list[dict], windows: int = 4) -> list[float]:
 
 
 def run(ctx: Context, n: int, repeats: int) -> Result:
-    before = load()
     write_rules(ctx)
     outdir = ctx.repo / OUTPUT_DIR / "wrapped"
     cluster_t, local_t, job_s, queue_s, windows = [], [], [], [], []
@@ -104,8 +103,6 @@ def run(ctx: Context, n: int, repeats: int) -> Result:
         rows=rows,
         checks=checks,
         notes=notes,
-        load_before=before,
-        load_after=load(),
         repeats=repeats,
         repeats_note=f"{repeats} run(s) of {n} jobs; min/max of jobs/s over the quarters of the jobs",
     )

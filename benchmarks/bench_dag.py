@@ -17,7 +17,7 @@ import tempfile
 import threading
 import time
 
-from harness import BenchError, Check, Context, Result, Stats, load, paired, tool
+from harness import BenchError, Check, Context, Result, Stats, paired, tool
 
 BARE = """# Bare baseline (written by benchmarks/bench_dag.py): the example's rule shapes, none of its helpers.
 import csv
@@ -143,7 +143,6 @@ def _timed_with_peak(ctx: Context, args: list[str], timeout: float) -> tuple[flo
 
 
 def run(ctx: Context, sizes: list[int], repeats: dict[int, int]) -> Result:
-    before = load()
     (ctx.repo / "workflow/bench_bare.smk").write_text(BARE)
     make_samples(ctx, sizes)
     _dry_run(ctx, None, sizes[0])  # warm-up, not counted
@@ -242,8 +241,6 @@ def run(ctx: Context, sizes: list[int], repeats: dict[int, int]) -> Result:
         rows=rows,
         checks=checks,
         notes=notes,
-        load_before=before,
-        load_after=load(),
         repeats=max(repeats.values()),
         repeats_note=repeats_note,
     )

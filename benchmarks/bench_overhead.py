@@ -12,7 +12,7 @@ from __future__ import annotations
 import shutil
 import sys
 
-from harness import Check, Context, Result, Stats, load, paired, scratch_record
+from harness import Check, Context, Result, Stats, paired, scratch_record
 
 SNAKEFILE = "workflow/bench_overhead.smk"
 OUTPUT_DIR = "work/bench"  # the rules' outputs (RULES below), one folder per variant
@@ -88,7 +88,6 @@ def _wrapper_alone(ctx: Context, n: int) -> tuple[Stats, Stats]:
 
 def run(ctx: Context, n: int, repeats: int, shadow_repeats: int) -> Result:
     write_rules(ctx)
-    before = load()
     bench = ctx.repo / OUTPUT_DIR
     # warm-up (not counted): first run in the repository creates .snakemake/ and compiles caches
     ctx.snakemake(*snakemake_args(ctx, targets("plain", 1)))
@@ -167,8 +166,6 @@ def run(ctx: Context, n: int, repeats: int, shadow_repeats: int) -> Result:
         rows=rows,
         checks=checks,
         notes=notes,
-        load_before=before,
-        load_after=load(),
         repeats=repeats,
         repeats_note=f"{repeats} repeats; shadow in the first {k} only (about 1 s per shadow job)",
     )

@@ -26,7 +26,7 @@ import shutil
 import stat
 import sys
 
-from harness import MB, Check, Context, Result, Stats, fill_file, load, paired, settle
+from harness import MB, Check, Context, Result, Stats, fill_file, paired, settle
 
 DRIVER = '''"""Benchmark driver: publish one set of files with publish.publish(); print timings as JSON."""
 import json, os, sys, time
@@ -232,7 +232,6 @@ def run(
     repeats_big: int,
     repeats_many: int,
 ) -> Result:
-    before = load()
     work = ctx.tmp / "publication"
     try:
         make_sources(work, n_small, small_bytes, n_big, big_bytes, n_many, many_bytes)
@@ -390,8 +389,6 @@ def run(
         rows=rows,
         checks=checks,
         notes=notes,
-        load_before=before,
-        load_after=load(),
         repeats=max(repeats.values()),
         repeats_note=(
             f"{repeats_small} repeat(s) for the small files, {repeats_big} for the big ones, "

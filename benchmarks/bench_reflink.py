@@ -29,7 +29,7 @@ import sys
 from pathlib import Path
 
 from bench_publish import DRIVER, _remove
-from harness import MB, BenchError, Check, Context, Result, Stats, fill_file, load, paired, settle
+from harness import MB, BenchError, Check, Context, Result, Stats, fill_file, paired, settle
 
 # filesystem: (mkfs program, its options, the Debian package that has it)
 FILESYSTEMS = {
@@ -138,7 +138,6 @@ def _measure(ctx: Context, mount: Path, n_files: int, nbytes: int, repeats: int,
 
 
 def run(ctx: Context, n_files: int, nbytes: int, repeats: int) -> Result:
-    before = load()
     driver = ctx.tmp / "publish_driver.py"
     driver.write_text(DRIVER)
     total = n_files * nbytes
@@ -200,8 +199,6 @@ def run(ctx: Context, n_files: int, nbytes: int, repeats: int) -> Result:
         rows=rows,
         checks=checks,
         notes=notes,
-        load_before=before,
-        load_after=load(),
         repeats=repeats,
         not_run=not_run,
     )

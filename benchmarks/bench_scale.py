@@ -27,7 +27,7 @@ import os
 import sys
 
 from bench_publish import _remove
-from harness import MB, PEAK_METHOD, Check, Context, Result, load, settle
+from harness import MB, PEAK_METHOD, Check, Context, Result, settle
 
 FILES_PER_DIR = 1000  # a directory() output of a million files is spread over directories in practice too
 DRIVER = '''"""Benchmark driver: publish results/scale (one directory entry) with publish.publish(); print JSON."""
@@ -57,7 +57,6 @@ def make_files(top, n_files: int, nbytes: int) -> None:
 
 
 def run(ctx: Context, n_files: int, nbytes: int) -> Result:
-    before = load()
     work = ctx.tmp / "scale"
     scripts = ctx.repo / "workflow/scripts"
     driver = ctx.tmp / "scale_driver.py"
@@ -131,7 +130,5 @@ def run(ctx: Context, n_files: int, nbytes: int) -> Result:
         rows=rows,
         checks=checks,
         notes=notes,
-        load_before=before,
-        load_after=load(),
         repeats=1,
     )

@@ -28,7 +28,7 @@ import statistics
 import subprocess
 import sys
 
-from harness import ROOT, BenchError, Check, Context, Result, Stats, load, paired
+from harness import ROOT, BenchError, Check, Context, Result, Stats, paired
 
 # The test cluster (site settings, overrides, cluster queries) is defined once, next to the tests that use it.
 sys.path.insert(0, str(ROOT / "tests"))
@@ -103,7 +103,6 @@ def _many(ctx: Context, env: dict, jobs_per_run: list, n: int) -> dict:
 
 
 def run(ctx: Context, repeats: int, with_generated: bool, many_samples: int = MANY_SAMPLES) -> Result:
-    before = load()
     site = ctx.render(ctx.tmp / "rendered-slurm-site")
     configure_site(site, **SITE)
     node_scratch = ctx.tmp / "node-scratch"
@@ -249,7 +248,5 @@ def run(ctx: Context, repeats: int, with_generated: bool, many_samples: int = MA
         rows=rows,
         checks=checks,
         notes=notes,
-        load_before=before,
-        load_after=load(),
         repeats=repeats,
     )

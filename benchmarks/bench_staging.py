@@ -19,11 +19,10 @@ from __future__ import annotations
 import shutil
 import sys
 
-from harness import MB, Check, Context, Result, Stats, fill_file, load, paired, scratch_record, settle
+from harness import MB, Check, Context, Result, Stats, fill_file, paired, scratch_record, settle
 
 
 def run(ctx: Context, nbytes: int, repeats: int) -> Result:
-    before = load()
     work = ctx.tmp / "staging"
     root = ctx.tmp / "tmp/staging-scratch"
     src = "data/in.bin"
@@ -129,7 +128,5 @@ def run(ctx: Context, nbytes: int, repeats: int) -> Result:
         rows=rows,
         checks=checks,
         notes=notes,
-        load_before=before,
-        load_after=load(),
         repeats=repeats,
     )

@@ -102,6 +102,7 @@ class Result:
     rows: list[list[str]]
     checks: list[Check]
     notes: list[str] = field(default_factory=list)
+    # filled in by run.py around each benchmark
     load_before: tuple[float, float, float] = (0.0, 0.0, 0.0)
     load_after: tuple[float, float, float] = (0.0, 0.0, 0.0)
     seconds: float = 0.0

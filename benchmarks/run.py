@@ -414,7 +414,7 @@ def main(argv=None) -> int:
         )
         print(f"mode: {'smoke' if args.smoke else 'full'}; sizes: {s}")
         for name in chosen:
-            b0 = time.perf_counter()
+            b0, load_before = time.perf_counter(), load()
             try:
                 result = run_one(name, ctx, s)
             except (BenchError, RuntimeError, OSError) as exc:
@@ -422,6 +422,7 @@ def main(argv=None) -> int:
                 print(f"\n== {name}: FAILED after {time.perf_counter() - b0:.0f} s\n{exc}", file=sys.stderr)
                 continue
             result.seconds = time.perf_counter() - b0
+            result.load_before, result.load_after = load_before, load()
             results.append(result)
             print_result(result, args.smoke)
         info["load_end"] = load()

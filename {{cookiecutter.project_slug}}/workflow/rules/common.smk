@@ -140,7 +140,7 @@ def load_samples(sheet_path, input_dir):
     base_real = base.resolve()  # once, not per row
     records = _read_sheet(sheet)
     problems, samples = [], {}
-    schema = _load_schema(SAMPLES_SCHEMA)
+    schema = _SHEET_SCHEMA
     check_row = _row_checker(schema)
     id_max = schema["properties"]["sample"]["maxLength"]
     file_columns = input_file_columns(schema)
@@ -201,9 +201,10 @@ def load_samples(sheet_path, input_dir):
     return samples
 
 
+# read once, for the loader and the wildcard constraint below
+_SHEET_SCHEMA = _load_schema(SAMPLES_SCHEMA)
 SAMPLES = load_samples(config["samples"], config["input_dir"])
 SAMPLE_IDS = sorted(SAMPLES)
-_SHEET_SCHEMA = _load_schema(SAMPLES_SCHEMA)
 SAMPLE_FILE_COLUMNS = input_file_columns(_SHEET_SCHEMA)
 SAMPLE_ID_PATTERN = _SHEET_SCHEMA["properties"]["sample"].get("pattern", "")
 if not SAMPLE_ID_PATTERN.startswith("^") or not SAMPLE_ID_PATTERN.endswith("$"):

@@ -55,6 +55,10 @@ def _fsync(path) -> None:
         os.close(fd)
 
 
+# a file made here is new: created exclusively, never through an existing name
+_NEW_FILE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC
+
+
 def commit(tmp, final) -> None:
     """Make the synced ``tmp`` appear as ``final`` atomically, and the rename durable."""
     os.replace(tmp, final)
@@ -87,7 +91,7 @@ def clone(src, dst, mode: int | None = None, flush: bool = False) -> os.stat_res
         source = os.fstat(fin)
         wanted = stat.S_IMODE(source.st_mode) if mode is None else mode
         # created with its final mode (a chmod only where the umask took bits away)
-        fout = os.open(dst, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, wanted)
+        fout = os.open(dst, _NEW_FILE, wanted)
         try:
             created = os.fstat(fout)
             try:
@@ -97,15 +101,33 @@ def clone(src, dst, mode: int | None = None, flush: bool = False) -> os.stat_res
             except OSError:
                 _NO_REFLINK.add(created.st_dev)  # asked once per filesystem, not once per file
                 _copy_data(fin, fout, source.st_size)
-            if stat.S_IMODE(created.st_mode) != wanted:
-                os.fchmod(fout, wanted)
-            if flush:
-                os.fsync(fout)
-            return os.fstat(fout)
+            return _finish(fout, wanted, created, flush)
         finally:
             os.close(fout)
     finally:
         os.close(fin)
+
+
+def write_new(path, data: bytes, mode: int, flush: bool = False) -> os.stat_result:
+    """Create the new file ``path`` with ``mode``, holding ``data`` (fsynced if ``flush``); return
+    its stat as left."""
+    fd = os.open(path, _NEW_FILE, mode)
+    try:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view) :]
+        return _finish(fd, mode, os.fstat(fd), flush)
+    finally:
+        os.close(fd)
+
+
+def _finish(fd: int, mode: int, created: os.stat_result, flush: bool) -> os.stat_result:
+    """The end of writing a new file: ``mode`` where the umask took bits away, fsync if ``flush``."""
+    if stat.S_IMODE(created.st_mode) != mode:
+        os.fchmod(fd, mode)
+    if flush:
+        os.fsync(fd)
+    return os.fstat(fd)
 
 
 def _copy_data(fin: int, fout: int, size: int) -> None:

@@ -587,22 +587,6 @@ def manifest_bytes(manifest: dict) -> bytes:
     return head.replace('\n  "files": []', f'\n  "files": [\n    {files}\n  ]', 1).encode() + b"\n"
 
 
-def _write_file(path, data: bytes, flush: bool) -> os.stat_result:
-    """Create ``path`` read-only holding ``data`` (fsynced if ``flush``); return its stat as left."""
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, READ_ONLY_FILE)
-    try:
-        view = memoryview(data)
-        while view:
-            view = view[os.write(fd, view) :]
-        if stat.S_IMODE(os.fstat(fd).st_mode) != READ_ONLY_FILE:  # the umask took bits away
-            os.fchmod(fd, READ_ONLY_FILE)
-        if flush:
-            os.fsync(fd)
-        return os.fstat(fd)
-    finally:
-        os.close(fd)
-
-
 def _write_release(
     staging: Path,
     files,
@@ -649,7 +633,7 @@ def _write_release(
             if data is None:
                 copied = durable.clone(src, dst, mode=READ_ONLY_FILE, flush=flush)
             else:
-                copied = _write_file(dst, data, flush)
+                copied = durable.write_new(dst, data, READ_ONLY_FILE, flush)
             # the copy must hold the bytes hashed (a link holds an earlier release's, checked in _shared_files)
             if _identity(os.stat(src)) != entry["_identity"] or copied.st_size != entry["size"]:
                 raise PublishError(f"{src} changed while it was being published; rerun publish")
@@ -677,7 +661,7 @@ def _write_release(
     data = manifest_bytes(manifest)
     sums = {e["path"]: e["sha256"] for e in entries}
     sums[MANIFEST] = hashlib.sha256(data).hexdigest()
-    keys[_key(_write_file(staging / MANIFEST, data, flush))] = sums[MANIFEST]
+    keys[_key(durable.write_new(staging / MANIFEST, data, READ_ONLY_FILE, flush))] = sums[MANIFEST]
     if describe is not None:  # metadata in other formats (e.g. an RO-Crate), covered by SHA256SUMS too
         describe(staging, manifest)
         described = sorted(
@@ -692,7 +676,7 @@ def _write_release(
                 durable.sync(staging / rel)
             keys[_key(os.stat(staging / rel))] = sums[rel] = sha
     checksums = checksum_lines(sums)
-    _write_file(staging / CHECKSUMS, checksums, flush)
+    durable.write_new(staging / CHECKSUMS, checksums, READ_ONLY_FILE, flush)
     folders = sorted(_folders(sums), key=len, reverse=True)  # describe may have made some
     for folder in folders:
         os.chmod(os.path.join(top, folder), READ_ONLY_DIR)
