@@ -19,7 +19,7 @@ from harness import Check, Context, Result, Stats, paired
 
 
 def _records(ctx: Context, state_dir) -> list[dict]:
-    spec = importlib.util.spec_from_file_location("sim_scheduler", ctx.repo / "profiles/cluster-sim/scheduler.py")
+    spec = importlib.util.spec_from_file_location("sim_scheduler", ctx.repo / "workflow/vendor/scheduler.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module.load_records(str(state_dir))

@@ -2,7 +2,7 @@
 
 The rules live in a small Snakefile written next to the rendered workflow's own Snakefile. It sets the
 same configfile and includes ``rules/common.smk`` and ``rules/contract.smk``, so the wrapped rule uses the real ``scratch()``
-helper and the real ``workflow/scripts/scratch.py``. Each run is a whole ``snakemake`` process with
+helper and the real ``workflow/vendor/scratch.py``. Each run is a whole ``snakemake`` process with
 ``--profile profiles/local --cores 2``; the metric is the wall time difference per job. The outputs
 go under ``work/bench/``: the contract refuses a plain or shadow rule that writes under ``results/``.
 """
@@ -67,7 +67,7 @@ def snakemake_args(ctx: Context, targets_: list[str], profile: str = "local") ->
 def _wrapper_alone(ctx: Context, n: int) -> tuple[Stats, Stats]:
     """scratch.py vs bash for the same command, serially, no Snakemake: seconds per call."""
     work = ctx.repo / OUTPUT_DIR / "alone"
-    scratch_py = ctx.repo / "workflow/scripts/scratch.py"
+    scratch_py = ctx.repo / "workflow/vendor/scratch.py"
     root = ctx.tmp / "tmp/overhead-alone-scratch"
     bash_t, wrap_t = [], []
     work.mkdir(parents=True, exist_ok=True)

@@ -1,6 +1,6 @@
 """3. Publication: many small files, a few big ones and many big ones, against cp -a / cp --reflink=auto plus hashing.
 
-``publish.publish()`` from the rendered ``workflow/scripts/publish.py`` runs in a fresh Python process
+``publish.publish()`` from the rendered ``workflow/vendor/publish.py`` runs in a fresh Python process
 per measurement (a driver script written to the temp dir), so its wall time includes interpreter
 start-up just as ``cp`` includes its own. The driver also times the module's ``sha256_files`` (hashing
 on all cores) and ``_write_release`` (copies or hard links, fsyncs, metadata) inside ``publish()``, which give their

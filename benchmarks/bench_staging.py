@@ -28,7 +28,7 @@ def run(ctx: Context, nbytes: int, repeats: int) -> Result:
     src = "data/in.bin"
     fill_file(work / src, nbytes, seed=1)
     (work / "results").mkdir(parents=True, exist_ok=True)
-    scratch_py = ctx.repo / "workflow/scripts/scratch.py"
+    scratch_py = ctx.repo / "workflow/vendor/scratch.py"
     cases = ("cp", "cp+fsync", "plain job", "wrapped job")
     t: dict[str, list[float]] = {c: [] for c in (*cases, "fsync", "stage_in", "run", "stage_out")}
     for r in range(repeats):

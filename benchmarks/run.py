@@ -311,7 +311,7 @@ def render_doc(
         "What the template's mechanisms (the scratch wrapper, publication, the sample-sheet helpers, the",
         "simulated cluster and `profiles/slurm` on a real Slurm) cost, measured against plain baselines on one",
         "machine. This page is written by `make bench` (`python benchmarks/run.py`); rerun it after changing",
-        "`workflow/scripts/scratch.py`, `workflow/scripts/publish.py`, `workflow/rules/common.smk` or a",
+        "`workflow/vendor/scratch.py`, `workflow/vendor/publish.py`, `workflow/rules/common.smk` or a",
         "profile. `make test` runs the same code at tiny sizes (`tests/test_benchmarks_smoke.py`), which",
         "checks that it works, not the numbers; the Slurm benchmark is smoke-tested with the Slurm tests.",
         "",

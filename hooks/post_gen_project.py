@@ -1,7 +1,8 @@
 """Shape the generated repository to the chosen options.
 
-Removes the files of options that were not selected, sets run bits, optionally
-makes the first git commit, and prints the next two commands.
+Removes the files of options that were not selected, sets run bits, fills the generated doc
+tables, records the sha256 of each vendored file, optionally makes the first git commit, and
+prints the next two commands.
 """
 
 import os
@@ -30,9 +31,10 @@ EXECUTABLES = [
     "profiles/cluster-sim/submit",
     "profiles/cluster-sim/status",
     "profiles/cluster-sim/cancel",
-    "workflow/scripts/scratch.py",
-    "workflow/scripts/publish.py",
-    "workflow/scripts/render_docs.py",
+    "workflow/vendor/scratch.py",
+    "workflow/vendor/publish.py",
+    "workflow/vendor/render_docs.py",
+    "workflow/vendor/checksums.py",
 ]
 
 
@@ -110,10 +112,15 @@ def init_git():
 def render_docs():
     """Fill the generated doc tables from the profiles and schemas just rendered."""
     subprocess.run(
-        [sys.executable, "workflow/scripts/render_docs.py", "--sections", "contexts", "slurm-status-checks", "config-keys", "sample-columns"],
+        [sys.executable, "workflow/vendor/render_docs.py", "--sections", "contexts", "slurm-status-checks", "config-keys", "sample-columns"],
         check=True,
         stdout=subprocess.DEVNULL,
     )
+
+
+def record_vendor_sums():
+    """workflow/vendor/SHA256SUMS of the files as rendered (they carry the release and the answers)."""
+    subprocess.run([sys.executable, "workflow/vendor/checksums.py", "record"], check=True, stdout=subprocess.DEVNULL)
 
 
 def main():
@@ -121,6 +128,7 @@ def main():
     set_run_bits()
     render_docs()
     remove_tool_caches()
+    record_vendor_sums()
     if UNDER_CRUFT:
         remove(".template-answers.json")  # cruft keeps the answers in .cruft.json
     if INIT_GIT and UNDER_CRUFT:

@@ -319,14 +319,14 @@ def start_snakemake(repo, env, *args, log=None, user=TEST_USER):
 
 @pytest.fixture(scope="session")
 def mechanism(tmp_path_factory):
-    """The mechanism modules (workflow/scripts/) of one rendered repository, importable by name.
+    """The vendored library (workflow/vendor/) of one rendered repository, importable by name.
 
     Their unit and fault tests live here, with the template, not in every generated repository.
     """
     out = tmp_path_factory.mktemp("mechanism")
     proc, _ = render_template(out, out=out / "out", init_git="no")
     assert proc.returncode == 0, proc.stderr
-    scripts = out / "out" / DEFAULT_SLUG / "workflow" / "scripts"
-    grant_traverse(scripts)
-    sys.path.insert(0, str(scripts))
-    return scripts
+    vendor = out / "out" / DEFAULT_SLUG / "workflow" / "vendor"
+    grant_traverse(vendor)
+    sys.path.insert(0, str(vendor))
+    return vendor

@@ -36,7 +36,7 @@ def configure_site(repo, account=None, partition=None, scratch_env=None):
     site's node-local scratch variable in `tmpdir`. None leaves a setting as generated.
 
     Rewrites the file in place (its owner stays the repository's owner). The generated docs' site
-    settings table then lags until `python workflow/scripts/render_docs.py` runs again.
+    settings table then lags until `python workflow/vendor/render_docs.py` runs again.
     """
     profile = Path(repo) / "profiles/slurm/config.yaml"
     text = profile.read_text()

@@ -20,7 +20,7 @@ SCHEDULER_JOBS = ["group:fan_in", "group:per_sample"]
 
 
 def scheduler_records(repo):
-    spec = importlib.util.spec_from_file_location("scheduler", repo / "profiles/cluster-sim/scheduler.py")
+    spec = importlib.util.spec_from_file_location("scheduler", repo / "workflow/vendor/scheduler.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module.load_records(str(repo / ".cluster-sim"))
@@ -50,7 +50,7 @@ def test_full_example_and_publish_under_cluster_sim_match_the_local_run(render, 
     assert results_bytes(sim) == results_bytes(local), "same meaning in both contexts"
     manifest = json.loads((sim / "publish/current/MANIFEST.json").read_text())
     assert manifest["provenance"]["context"] == "cluster-sim"
-    assert subprocess.run([sys.executable, "workflow/scripts/publish.py", "verify"], cwd=sim).returncode == 0
+    assert subprocess.run([sys.executable, "workflow/vendor/publish.py", "verify"], cwd=sim).returncode == 0
     # per-context scratch is where the profile says: the node-local dir the scheduler gave each job
     node_dirs = {r["node_tmpdir"] for r in records}
     roots = {rec["root"] for rec in scratch_records(sim)}

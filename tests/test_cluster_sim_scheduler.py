@@ -47,7 +47,7 @@ class Cluster:
         self.env = {k: v for k, v in isolated_env(tmp_path).items() if not k.startswith("SIM_")}
         self.env["SIM_NODE_SCRATCH_ROOT"] = str(node_tmp(tmp_path))
         self.state = repo / ".cluster-sim"
-        spec = importlib.util.spec_from_file_location("cluster_sim_scheduler", self.commands / "scheduler.py")
+        spec = importlib.util.spec_from_file_location("cluster_sim_scheduler", repo / "workflow/vendor/scheduler.py")
         self.scheduler = importlib.util.module_from_spec(spec)
         saved, sys.dont_write_bytecode = sys.dont_write_bytecode, True  # no __pycache__ in the user's repo
         try:

@@ -287,7 +287,7 @@ def test_a_copied_profile_directory_is_a_context_everywhere_without_other_edits(
     # make docs (run by the doc's block above) gave it a row in the contexts table, and --check agrees
     table = (repo / "docs/operations.md").read_text().split("<!-- BEGIN GENERATED: contexts", 1)[1]
     assert re.search(r"^\| `workstation` \| local \|", table.split("<!-- END GENERATED: contexts -->")[0], re.M)
-    check = run_as_user(repo, tmp_path, [sys.executable, "workflow/scripts/render_docs.py", "--check"])
+    check = run_as_user(repo, tmp_path, [sys.executable, "workflow/vendor/render_docs.py", "--check"])
     assert check.returncode == 0, repr(check)
 
     # running jobs without a profile is refused naming it

@@ -120,7 +120,7 @@ def profile_numbers(repo):
 def render_docs(repo, tmp_path, *args):
     """Run the generated repository's render_docs.py as its owner."""
     return run_command(
-        [sys.executable, "workflow/scripts/render_docs.py", *args],
+        [sys.executable, "workflow/vendor/render_docs.py", *args],
         cwd=repo,
         env=isolated_env(tmp_path),
         timeout=300,
@@ -368,7 +368,7 @@ def test_a_failed_rerun_leaves_the_result_absent_and_publish_current_whole(rende
     assert not table.exists(), "Snakemake deleted the old table when the job started; the failed job left none"
     assert (repo / "publish/current/summary.tsv").is_file()
     verify = run_command(
-        [sys.executable, "workflow/scripts/publish.py", "verify"],
+        [sys.executable, "workflow/vendor/publish.py", "verify"],
         cwd=repo,
         env=isolated_env(tmp_path),
         user=workflow_user(),

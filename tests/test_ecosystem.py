@@ -33,7 +33,7 @@ CI_COMMANDS = [
     "make test",
     ".venv/bin/snakemake --profile profiles/ci",
     ".venv/bin/snakemake --profile profiles/ci publish",
-    ".venv/bin/python workflow/scripts/publish.py verify",
+    ".venv/bin/python workflow/vendor/publish.py verify",
 ]
 CI_FILE = {"github": ".github/workflows/ci.yml", "gitlab": ".gitlab-ci.yml"}
 # Before those, each CI file installs the Debian/Ubuntu packages named in its SYSTEM_PACKAGES variable, if

@@ -100,7 +100,7 @@ def test_failing_member_of_a_group_writes_nothing_partial_keeps_its_scratch_and_
     assert Path(records[0]["node_tmpdir"]) in kept_dir.parents, "in the group job's node-local dir"
     assert (kept_dir / "results/failing_member/alpha.txt").read_text().count("\n") == 2, "the partial output"
     listing = subprocess.run(
-        [sys.executable, "workflow/scripts/scratch.py", "kept"], cwd=repo, capture_output=True, text=True, check=True
+        [sys.executable, "workflow/vendor/scratch.py", "kept"], cwd=repo, capture_output=True, text=True, check=True
     )
     assert str(kept_dir) in listing.stdout
 

@@ -211,7 +211,7 @@ def test_tool_caches_in_the_template_checkout_do_not_reach_the_generated_reposit
     proc, out = render_template(tmp_path, template=template, init_git="no")
     assert proc.returncode == 0, proc.stderr
     (repo,) = out.iterdir()
-    assert (repo / "workflow/scripts/scratch.py").is_file()
+    assert (repo / "workflow/vendor/scratch.py").is_file()
     caches = {"__pycache__", ".pytest_cache", ".ruff_cache", ".snakemake"}
     left = [str(p.relative_to(repo)) for p in repo.rglob("*") if p.name in caches or p.suffix == ".pyc"]
     assert left == [], f"tool caches copied into the new project: {left}"

@@ -107,7 +107,7 @@ def build_host(tmp_path, repo):
         ("workflow/profiles/default/config.yaml", "workflow/profiles/default/config.yaml"),
         ("profiles/cluster-sim/config.yaml", "profiles/cluster-sim/config.yaml"),
     ):
-        script = [sys.executable, repo / "workflow/scripts/module_profile.py", "--prefix", PREFIX, repo / source]
+        script = [sys.executable, repo / "workflow/vendor/module_profile.py", "--prefix", PREFIX, repo / source]
         (host / target).write_text(run_ok(script, repo, isolated_env(tmp_path)).stdout)
     hand_over(host, workflow_user())
     env = isolated_env(tmp_path)
@@ -127,7 +127,7 @@ def test_a_host_workflow_elsewhere_runs_publishes_and_verifies_the_workflow_as_a
     profile = f"--profile=profiles/{context}"
     run = run_ok([tool("snakemake"), profile], host, env)
     run_ok([tool("snakemake"), profile, f"{PREFIX}publish"], host, env)
-    verify = run_ok([sys.executable, repo / "workflow/scripts/publish.py", "verify"], host, env)
+    verify = run_ok([sys.executable, repo / "workflow/vendor/publish.py", "verify"], host, env)
     assert verify.stdout.startswith("OK: publish/current")
 
     assert results_bytes(host) == plain_results, "the same results as a normal run of the repository"
@@ -187,7 +187,7 @@ def test_snakedeploy_deploys_the_tagged_workflow_and_the_deployment_runs_publish
 
     run = run_ok([tool("snakemake"), "--profile", "profiles/local"], deployed, env)
     run_ok([tool("snakemake"), "--profile", "profiles/local", "publish"], deployed, env)
-    verify = run_ok([sys.executable, repo / "workflow/scripts/publish.py", "verify"], deployed, env)
+    verify = run_ok([sys.executable, repo / "workflow/vendor/publish.py", "verify"], deployed, env)
     assert verify.stdout.startswith("OK: publish/current")
     assert results_bytes(deployed) == plain_results
     assert_release_names_both_commits(deployed, tag_commit, env)

@@ -1,4 +1,4 @@
-"""workflow/scripts/publish.py, the release mechanism, on its own: releases, manifests, verify, prune.
+"""workflow/vendor/publish.py, the release mechanism, on its own: releases, manifests, verify, prune.
 
 The module comes from a rendered repository (the `mechanism` fixture).
 """

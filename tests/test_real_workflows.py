@@ -158,7 +158,7 @@ def test_port_on_slurm_builds_exactly_its_final_outputs_and_publishes_the_bytes_
 
         published = snakemake("publish", step="publish")
         assert "no new release" not in published.output
-        run(sys.executable, "workflow/scripts/publish.py", "verify")
+        run(sys.executable, "workflow/vendor/publish.py", "verify")
         run_in_release = run_command(
             ["sha256sum", "--quiet", "-c", "SHA256SUMS"], cwd=repo / "publish/current", env=env, user=user
         )

@@ -310,7 +310,7 @@ def test_sha256sum_and_verify_agree_on_a_good_and_a_tampered_release(render, sna
 
     def both():
         verify = run_command(
-            [sys.executable, "workflow/scripts/publish.py", "verify", str(release)], cwd=repo, env=env, timeout=120
+            [sys.executable, "workflow/vendor/publish.py", "verify", str(release)], cwd=repo, env=env, timeout=120
         )
         coreutils = run_command(["sha256sum", "--strict", "-c", "SHA256SUMS"], cwd=release, env=env, timeout=120)
         return verify, coreutils

@@ -16,9 +16,9 @@ LOCAL = ("--profile", "profiles/local")
 
 
 def publish_py(repo, *args):
-    """workflow/scripts/publish.py as the workflow user."""
+    """workflow/vendor/publish.py as the workflow user."""
     return subprocess.run(
-        [sys.executable, "workflow/scripts/publish.py", *args],
+        [sys.executable, "workflow/vendor/publish.py", *args],
         cwd=repo,
         capture_output=True,
         text=True,

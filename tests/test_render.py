@@ -1,5 +1,6 @@
 """Render a matrix of option combinations and check what comes out, file by file."""
 
+import hashlib
 import json
 import py_compile
 import re
@@ -37,18 +38,17 @@ COMMON_FILES = {
     "profiles/local/config.yaml",
     "profiles/slurm/config.yaml",
     "profiles/cluster-sim/config.yaml",
-    "profiles/cluster-sim/scheduler.py",
     "profiles/cluster-sim/submit",
     "profiles/cluster-sim/status",
     "profiles/cluster-sim/cancel",
     "tests/conftest.py",
     "tests/test_example.py",
     "tests/test_profiles.py",
+    "tests/test_vendor.py",
     "tests/test_workflow.py",
     "tests/volatile_outputs.py",
     "workflow/Snakefile",
     "workflow/envs/base.yaml",
-    "workflow/jupyter/jupyter_nbconvert_config.py",
     "workflow/profiles/default/config.yaml",
     "workflow/report/manifest.rst",
     "workflow/report/report.rst",
@@ -60,15 +60,20 @@ COMMON_FILES = {
     "workflow/rules/publish.smk",
     "workflow/schemas/config.schema.yaml",
     "workflow/schemas/samples.schema.yaml",
-    "workflow/scripts/durable.py",
-    "workflow/scripts/module_profile.py",
-    "workflow/scripts/publish.py",
-    "workflow/scripts/release_crate.py",
-    "workflow/scripts/render_docs.py",
     "workflow/scripts/render_report.py",
-    "workflow/scripts/scratch.py",
     "workflow/scripts/summarize_sample.py",
     "workflow/scripts/summary_table.py",
+    "workflow/vendor/README.md",
+    "workflow/vendor/SHA256SUMS",
+    "workflow/vendor/checksums.py",
+    "workflow/vendor/durable.py",
+    "workflow/vendor/jupyter_nbconvert_config.py",
+    "workflow/vendor/module_profile.py",
+    "workflow/vendor/publish.py",
+    "workflow/vendor/release_crate.py",
+    "workflow/vendor/render_docs.py",
+    "workflow/vendor/scheduler.py",
+    "workflow/vendor/scratch.py",
 }
 # each CI service with the bot that keeps its actions/image and the pins current
 CI_FILES = {
@@ -128,16 +133,21 @@ def test_no_template_syntax_survives(rendered):
         assert "{{" not in text and "{%" not in text and "{#" not in text, rel
 
 
-def test_every_mechanism_script_names_the_template_release_and_the_answers_file_holds_the_answers(rendered):
+def test_every_vendored_file_names_the_template_release_and_its_sha256_is_recorded(rendered):
     answers, repo = rendered
     version = load_json(TEMPLATE / "cookiecutter.json")["_template_version"]
-    rules = "".join(p.read_text() for p in (repo / "workflow/rules").glob("*.smk"))
-    example = set(re.findall(r"scripts/(\w+\.py)", rules)) - {"scratch.py", "publish.py"}
-    mechanism = sorted(p.name for p in (repo / "workflow/scripts").glob("*.py") if p.name not in example)
-    assert "publish.py" in mechanism and "summarize_sample.py" not in mechanism
-    for name in mechanism:
-        text = (repo / "workflow/scripts" / name).read_text()
+    vendored = sorted(p.name for p in (repo / "workflow/vendor").iterdir() if p.name != "SHA256SUMS")
+    assert "publish.py" in vendored and "scheduler.py" in vendored
+    for name in vendored:
+        text = (repo / "workflow/vendor" / name).read_text()
         assert f"From the Snakemake repository template, release {version}." in text, name
+    sums = (repo / "workflow/vendor/SHA256SUMS").read_text().splitlines()
+    recorded = {name: digest for digest, name in (line.split("  ", 1) for line in sums)}
+    assert recorded == {n: hashlib.sha256((repo / "workflow/vendor" / n).read_bytes()).hexdigest() for n in vendored}
+
+
+def test_the_answers_file_holds_the_answers(rendered):
+    answers, repo = rendered
     recorded = load_json(repo / ".template-answers.json")
     asked = [k for k in load_json(TEMPLATE / "cookiecutter.json") if not k.startswith("_")]
     assert sorted(recorded) == sorted(asked)
@@ -278,7 +288,7 @@ def test_generated_docs_show_the_slurm_site_settings_as_generated_and_as_a_site_
     profile = repo / "profiles/slurm/config.yaml"
     profile.write_text(profile.read_text().replace("\nlatency-wait: 60 ", "\nlatency-wait: 90 "))
     env = isolated_env(tmp_path)
-    run = run_command([sys.executable, "workflow/scripts/render_docs.py"], cwd=repo, env=env, user=workflow_user())
+    run = run_command([sys.executable, "workflow/vendor/render_docs.py"], cwd=repo, env=env, user=workflow_user())
     assert run.returncode == 0, repr(run)
     ops = (repo / "docs/operations.md").read_text()
     assert "| account (`slurm_account`) | proj42 |" in ops

@@ -288,7 +288,7 @@ def test_results_on_another_filesystem_runs_when_no_rule_uses_shadow(render, sna
     hand_over(elsewhere, workflow_user())
     snakemake(repo, "--profile", "profiles/local", "publish")
     assert (elsewhere / "tables/summary.tsv").is_file()
-    assert subprocess.run([sys.executable, "workflow/scripts/publish.py", "verify"], cwd=repo).returncode == 0
+    assert subprocess.run([sys.executable, "workflow/vendor/publish.py", "verify"], cwd=repo).returncode == 0
 
 
 def tempfile_in_shm(tmp_path):

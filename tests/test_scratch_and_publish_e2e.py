@@ -121,7 +121,7 @@ def test_failing_job_keeps_scratch_names_it_in_the_log_and_writes_nothing_to_res
     assert kept_dir.parent == node_tmp / f"{repo.name}-scratch-{repo.stat().st_uid}"  # per user: the checkout's owner
     assert (kept_dir / "results/failing/x.txt").read_text() == "partial\n"
     listing = subprocess.run(
-        [sys.executable, "workflow/scripts/scratch.py", "kept"], cwd=repo, capture_output=True, text=True, check=True
+        [sys.executable, "workflow/vendor/scratch.py", "kept"], cwd=repo, capture_output=True, text=True, check=True
     )
     assert str(kept_dir) in listing.stdout
 
@@ -148,7 +148,7 @@ def test_scratch_records_show_where_each_job_worked(render, snakemake, node_scra
 
 def test_publish_lifecycle_through_the_cli(render, snakemake, tmp_path):
     repo = render(init_git="yes")
-    verify = [sys.executable, "workflow/scripts/publish.py", "verify"]
+    verify = [sys.executable, "workflow/vendor/publish.py", "verify"]
     snakemake(repo, "--profile", "profiles/local")
     assert not (repo / "publish").exists()
     first = snakemake(repo, "--profile", "profiles/local", "publish")
@@ -194,7 +194,7 @@ def test_concurrent_publish_commands_end_cleanly_with_one_release(render, snakem
     assert [p.returncode for p in procs] == [0, 0], outputs
     assert sum("published new release" in o for o in outputs) == 1
     assert len(list((repo / "publish/releases").iterdir())) == 1
-    assert subprocess.run([sys.executable, "workflow/scripts/publish.py", "verify"], cwd=repo).returncode == 0
+    assert subprocess.run([sys.executable, "workflow/vendor/publish.py", "verify"], cwd=repo).returncode == 0
 
 
 def test_a_final_output_outside_results_is_refused_before_any_job(render, snakemake):

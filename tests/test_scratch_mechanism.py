@@ -1,4 +1,4 @@
-"""workflow/scripts/scratch.py, the staging mechanism, on its own: roots, staging, copy-back, failures.
+"""workflow/vendor/scratch.py, the staging mechanism, on its own: roots, staging, copy-back, failures.
 
 The modules come from a rendered repository (the `mechanism` fixture). Cross-filesystem copy-back uses
 /dev/shm (tmpfs) as a second real filesystem; permission failures run as the unprivileged workflow user.

@@ -100,7 +100,7 @@ def test_example_and_publish_on_slurm_match_the_local_run(render, snakemake, tmp
     assert any((repo / "logs/slurm").rglob("*.log")), "Slurm job output under slurm-logdir"
     manifest = json.loads((repo / "publish/current/MANIFEST.json").read_text())
     assert manifest["provenance"]["context"] == "slurm"
-    assert subprocess.run([sys.executable, "workflow/scripts/publish.py", "verify"], cwd=repo).returncode == 0
+    assert subprocess.run([sys.executable, "workflow/vendor/publish.py", "verify"], cwd=repo).returncode == 0
     print(f"\nslurm example run: {slurm_seconds:.1f} s")
 
 

@@ -89,4 +89,4 @@ def test_example_and_publish_without_accounting_use_squeue_status_and_match_the_
     records = scratch_records(repo)
     assert len(records) == 8 and all(r["status"] == "ok" and r["removed"] for r in records)
     assert json.loads((repo / "publish/current/MANIFEST.json").read_text())["provenance"]["context"] == "slurm"
-    assert subprocess.run([sys.executable, "workflow/scripts/publish.py", "verify"], cwd=repo).returncode == 0
+    assert subprocess.run([sys.executable, "workflow/vendor/publish.py", "verify"], cwd=repo).returncode == 0

@@ -45,7 +45,7 @@ def is_volatile(path):
 
 def verify_passes(repo):
     """`publish.py verify` accepts the repository's current release."""
-    verify = [sys.executable, "workflow/scripts/publish.py", "verify"]
+    verify = [sys.executable, "workflow/vendor/publish.py", "verify"]
     return subprocess.run(verify, cwd=repo, capture_output=True).returncode == 0
 
 
@@ -142,6 +142,6 @@ def test_a_failing_script_rules_log_holds_its_traceback_and_names_its_kept_scrat
 
 def test_generated_docs_match_the_files_they_describe():
     proc = subprocess.run(
-        [sys.executable, "workflow/scripts/render_docs.py", "--check"], cwd=REPO, capture_output=True, text=True
+        [sys.executable, "workflow/vendor/render_docs.py", "--check"], cwd=REPO, capture_output=True, text=True
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr

@@ -1,7 +1,7 @@
 # How this workflow meets its contract: policy comes from a profile, shell rules
 # run in node-local scratch, final outputs live under results/, and publishing
-# records what made each file. The mechanism itself is in workflow/scripts/
-# (scratch.py, publish.py, durable.py: stdlib only, vendored from the template).
+# records what made each file. The mechanism itself is the template's library in
+# workflow/vendor/ (scratch.py, publish.py, durable.py, ...: leave it as shipped).
 
 import datetime
 import hashlib
@@ -16,9 +16,9 @@ from snakemake import __version__ as SNAKEMAKE_VERSION
 from snakemake.exceptions import WorkflowError
 from snakemake.io import IOFile
 
-# The mechanism modules, as local files also when this workflow is used as a module
+# The vendored library, as local files also when this workflow is used as a module
 # from elsewhere (Snakemake then caches them side by side in one folder).
-SCRIPTS = os.path.dirname(workflow.source_path("../scripts/scratch.py"))
+VENDOR = os.path.dirname(workflow.source_path("../vendor/scratch.py"))
 # This workflow's own source (not the including one's when used as a module): a local
 # folder, or a git repository at a ref when the module is declared with github(...) or
 # gitlab(...), as snakedeploy writes it. A release records its git commit.
@@ -35,9 +35,16 @@ else:  # read from a git host: Snakemake's cached copies
 # The workflow's version, which each release records: the `version` of its CITATION.cff.
 with open(WORKFLOW_CITATION, encoding="utf-8") as _fh:
     WORKFLOW_VERSION = str(yaml.safe_load(_fh)["version"])
-for _module in ("durable", "publish", "release_crate", "scratch"):
-    workflow.source_path(f"../scripts/{_module}.py")
-sys.path.insert(0, SCRIPTS)
+for _module in (
+    "durable",
+    "jupyter_nbconvert_config",
+    "publish",
+    "release_crate",
+    "scheduler",
+    "scratch",
+):
+    workflow.source_path(f"../vendor/{_module}.py")
+sys.path.insert(0, VENDOR)
 import publish as publish_mechanism  # noqa: E402
 import scratch as scratch_mechanism  # noqa: E402
 
@@ -102,26 +109,26 @@ CONFIG_SHA256 = hashlib.sha256(
 # The wrapped command is what Snakemake records as a shell rule's code, so it names
 # no place: scratch.py is found through this variable (set at parse time, so also in
 # every cluster job, which parses the Snakefile again) and run by the python3 on the
-# job's PATH. Moving the checkout or rebuilding the venv reruns nothing.
-os.environ.update(WORKFLOW_SCRATCH_PY=os.path.join(SCRIPTS, "scratch.py"))
+# job's PATH. Moving the checkout or rebuilding the venv reruns nothing. The
+# cluster-sim profile's commands find the simulated scheduler the same way.
+os.environ.update(
+    WORKFLOW_SCRATCH_PY=os.path.join(VENDOR, "scratch.py"), WORKFLOW_VENDOR=VENDOR
+)
 # ends the command's here-document; marks a rule as wrapped
 SCRATCH_MARKER = "__SCRATCH_COMMAND__"
 # formatted by the job itself; check_routes() writes it out in each rule's recorded command
 SCRATCH_RULE = "--rule {rule}"
 
 # --------------------------------------------------------------------------
-# notebook rules: jupyter-nbconvert reads workflow/jupyter/ (docs/rule-kinds.md)
+# notebook rules: jupyter-nbconvert reads workflow/vendor/ (docs/rule-kinds.md)
 # --------------------------------------------------------------------------
 # Its jupyter_nbconvert_config.py keeps a failing notebook's executed cells in the
 # rule's log notebook. Set at parse time as above, so also in every job; an absolute
 # path, so also in a shadow directory; first on the path, before any the user has.
-JUPYTER_CONFIG = os.path.dirname(
-    workflow.source_path("../jupyter/jupyter_nbconvert_config.py")
-)
 _jupyter_paths = os.environ.get("JUPYTER_CONFIG_PATH", "").split(os.pathsep)
 os.environ.update(
     JUPYTER_CONFIG_PATH=os.pathsep.join(
-        dict.fromkeys([JUPYTER_CONFIG, *filter(None, _jupyter_paths)])
+        dict.fromkeys([VENDOR, *filter(None, _jupyter_paths)])
     )
 )
 

@@ -11,7 +11,7 @@ written from those files, between ``<!-- BEGIN GENERATED: name ... -->`` and
 * ``config/README.md``: ``config-keys`` and ``sample-columns`` (from the JSON
   Schemas in ``workflow/schemas/``).
 
-``python workflow/scripts/render_docs.py`` rewrites them; ``--check`` only
+``python workflow/vendor/render_docs.py`` rewrites them; ``--check`` only
 reports what differs (exit 1), as the repository's tests do.
 
 From the Snakemake repository template, release {{ cookiecutter._template_version }}.
@@ -97,7 +97,7 @@ def site_settings_table() -> list[str]:
     profile = load_profile("slurm")
     rows = [
         "Site settings of `profiles/slurm/config.yaml` (the lines marked `site setting`; they ship commented out "
-        "or with safe defaults: edit them for your cluster, then rerun `python workflow/scripts/render_docs.py`):",
+        "or with safe defaults: edit them for your cluster, then rerun `python workflow/vendor/render_docs.py`):",
         "",
         "| setting | value |",
         "| --- | --- |",
@@ -292,7 +292,7 @@ def main(argv=None) -> int:
     if stale:
         for path in stale:
             print(f"{path} is out of date with the files it describes", file=sys.stderr)
-        print("regenerate with: python workflow/scripts/render_docs.py", file=sys.stderr)
+        print("regenerate with: python workflow/vendor/render_docs.py", file=sys.stderr)
         return 1
     if args.check:
         print("generated docs are up to date")

@@ -8,7 +8,7 @@ prints a copy of a profile with the rule names prefixed under the keys that
 take rule names (``set-threads``, ``set-resources``, ``groups``); the copy is
 plain YAML (the reasons for each setting stay in this repository's comments)::
 
-    python <this repository>/workflow/scripts/module_profile.py --prefix wf_ \\
+    python <this repository>/workflow/vendor/module_profile.py --prefix wf_ \\
         <this repository>/workflow/profiles/default/config.yaml \\
         > workflow/profiles/default/config.yaml
 

@@ -9,6 +9,8 @@ before: the job fails and none of its outputs reaches results/.
 jupyter-nbconvert reads this file because contract.smk puts this folder first on JUPYTER_CONFIG_PATH
 (an absolute path, so also in a shadow directory and in a cluster job). It changes only `--execute`
 runs with `--to notebook`, and only what happens after a cell failed.
+
+From the Snakemake repository template, release {{ cookiecutter._template_version }}.
 """
 
 from nbconvert.exporters import NotebookExporter

@@ -288,7 +288,7 @@ class ScratchJob:
         if self.dir is not None:
             what = (
                 f"KEPT for debugging: {self.dir} (on host {hostname()}). Remove it with: rm -rf '{self.dir}' "
-                "or list all kept dirs with: python workflow/scripts/scratch.py kept"
+                "or list all kept dirs with: python workflow/vendor/scratch.py kept"
                 if keep
                 else f"removed (scratch_on_failure=remove): {self.dir}"
             )

@@ -2,7 +2,7 @@
 
 It runs each job on this machine the way a batch system would: detached from Snakemake, in a process
 group of its own, on a fake node with a fresh "node-local" scratch dir, behind an id that Snakemake
-has to poll. The executables next to this file are the scheduler's commands:
+has to poll. The executables in profiles/cluster-sim/ are the scheduler's commands:
 
     submit JOBSCRIPT         print the new job id, and nothing else
     status JOBID             print running, success or failed; always exit 0
@@ -26,6 +26,8 @@ Faults, off unless set in the environment of the snakemake command:
     SIM_VISIBILITY_LAG=S  a successful job's declared outputs reach the workdir S s after its end
                           (kept in held/<id>/ meanwhile), like a shared filesystem's cache
     SIM_LOST_STATUS=K     the first K status queries of each job get no answer: "running"
+
+From the Snakemake repository template, release {{ cookiecutter._template_version }}.
 """
 
 import contextlib

@@ -29,9 +29,9 @@ made current again.
 
 Commands (run in the repository root)::
 
-    python workflow/scripts/publish.py verify [RELEASE_DIR]   # default publish/current
-    python workflow/scripts/publish.py list
-    python workflow/scripts/publish.py prune --keep N
+    python workflow/vendor/publish.py verify [RELEASE_DIR]   # default publish/current
+    python workflow/vendor/publish.py list
+    python workflow/vendor/publish.py prune --keep N
 
 From the Snakemake repository template, release {{ cookiecutter._template_version }}.
 """
