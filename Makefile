@@ -30,7 +30,7 @@ demo: $(STAMP)
 	$(BIN)/cookiecutter . --no-input -o $(DEMO_DIR)
 	cd $(DEMO_REPO) && PATH="$(BIN):$$PATH" snakemake --profile profiles/local
 	cd $(DEMO_REPO) && PATH="$(BIN):$$PATH" snakemake --profile profiles/local publish
-	cd $(DEMO_REPO) && $(BIN)/python workflow/scripts/publish.py verify
+	cd $(DEMO_REPO) && $(BIN)/python workflow/vendor/publish.py verify
 	@echo
 	@echo "Final outputs:      $(DEMO_REPO)/results/"
 	@echo "Published release:  $(DEMO_REPO)/publish/current -> $$(readlink $(DEMO_REPO)/publish/current)"
