@@ -31,6 +31,7 @@ COMMON_FILES = {
     "data/inputs/gamma.txt",
     "docs/customising.md",
     "docs/operations.md",
+    "docs/ownership.md",
     "docs/releasing.md",
     "docs/rule-kinds.md",
     "docs/using-as-a-module.md",
@@ -153,6 +154,27 @@ def test_the_answers_file_holds_the_answers(rendered):
     assert sorted(recorded) == sorted(asked)
     for key, value in answers.items():
         assert recorded[key] == ({"yes": True, "no": False}[value] if key == "init_git" else value), key
+
+
+def ownership_rows(repo):
+    """{path: whose} of the table in the generated docs/ownership.md (a row may name several paths)."""
+    rows = {}
+    for line in (repo / "docs/ownership.md").read_text().splitlines():
+        cells = [cell.strip() for cell in line.strip().strip("|").split("|")]
+        if line.startswith("| `") and len(cells) == 3:
+            rows.update(dict.fromkeys(re.findall(r"`([^`]+)`", cells[0]), cells[1]))
+    return rows
+
+
+def test_the_ownership_table_covers_every_generated_file_and_names_only_files_that_exist(rendered):
+    _, repo = rendered
+    rows = ownership_rows(repo)
+    assert set(rows.values()) == {"yours", "the template's", "yours, template lines"}
+    assert [path for path in rows if not (repo / path).exists()] == []
+    assert [path for path in rows if (repo / path).is_dir() != path.endswith("/")] == [], "a folder's row ends in /"
+    folders = [path for path in rows if path.endswith("/")]
+    uncovered = [f for f in generated_files(repo) if f not in rows and not any(f.startswith(d) for d in folders)]
+    assert sorted(uncovered) == []
 
 
 def test_every_yaml_and_json_file_parses(rendered):

@@ -65,8 +65,8 @@ NO_CONTEXT = (
 )
 # Without a profile the workflow still parses, lints and dry-runs (the plan shows
 # "<no profile>" where the policy goes), so this is only a note here; executing jobs
-# is refused in onstart, before the first job starts. (A Snakefile has one onstart
-# handler: extend this one.)
+# is refused in onstart, before the first job starts. (A workflow has one onstart
+# handler, this one: another would replace it and its checks; docs/ownership.md.)
 if MISSING_POLICY:
     print(f"NOTE: {NO_CONTEXT} Linting and dry runs need none.", file=sys.stderr)
 
