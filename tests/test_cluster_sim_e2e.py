@@ -19,11 +19,12 @@ CONTEXTS = sorted(
 SCHEDULER_JOBS = ["group:fan_in", "group:per_sample"]
 
 
-def scheduler_records(repo):
+def scheduler_records(repo, workdir=None):
+    """The simulated scheduler's job records of a run in `workdir` (default: `repo`), read by repo's scheduler."""
     spec = importlib.util.spec_from_file_location("scheduler", repo / "workflow/vendor/scheduler.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    return module.load_records(str(repo / ".cluster-sim"))
+    return module.load_records(str((workdir or repo) / ".cluster-sim"))
 
 
 def sim_env(tmp_path, **faults):

@@ -147,7 +147,7 @@ def test_a_host_workflow_elsewhere_runs_publishes_and_verifies_the_workflow_as_a
             assert caption in report.read("report/report.html").decode(), "the report caption comes from the module"
     else:
         # the prefixed groups applied: one scheduler job per group, as in the repository itself
-        assert sorted(r["rule"] for r in scheduler_records(host)) == ["group:fan_in", "group:per_sample"]
+        assert sorted(r["rule"] for r in scheduler_records(repo, host)) == ["group:fan_in", "group:per_sample"]
         inside_jobs = "".join(p.read_text() for p in (host / ".cluster-sim/jobs").glob("*.out"))
         assert_per_rule_resources_applied(repo, inside_jobs, PREFIX)
 
