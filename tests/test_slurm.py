@@ -25,8 +25,10 @@ from pathlib import Path
 import pytest
 from conftest import (
     isolated_env,
+    manifest_files,
     missing_in_ci_fails,
     node_tmp,
+    results_bytes,
     run_command,
     scratch_records,
     start_snakemake,
@@ -35,6 +37,7 @@ from conftest import (
 )
 from slurm_cluster import OVERRIDES, SITE, configure_site, jobs_in, unavailable
 from test_benchmarks_smoke import DOC, run_benchmarks
+from test_cluster_sim_e2e import RULE_JOBS
 from test_scratch_and_publish_e2e import add_fault_rules, wait_for
 
 pytestmark = [pytest.mark.slurm, pytest.mark.xdist_group("slurm"), pytest.mark.timeout(1200)]
@@ -78,26 +81,37 @@ def run_slurm(repo, tmp_path, *args, check=True, timeout=300):
     return run
 
 
-def test_example_and_publish_on_slurm_match_the_local_run(render, snakemake, tmp_path):
-    local, repo = render(), render_site(render)
-    snakemake(local, "--profile", "profiles/local")
+def test_example_and_publish_on_slurm_match_the_local_run_in_fewer_grouped_sbatch_jobs(
+    render, tmp_path, local_reference
+):
+    repo = render_site(render)
     t0 = time.monotonic()
     run = run_slurm(repo, tmp_path)
     slurm_seconds = time.monotonic() - t0
     run_slurm(repo, tmp_path, "publish")
-    local_files = {p.relative_to(local): p.read_bytes() for p in (local / "results").rglob("*") if p.is_file()}
-    slurm_files = {p.relative_to(repo): p.read_bytes() for p in (repo / "results").rglob("*") if p.is_file()}
-    assert slurm_files == local_files
-    assert "slurm" in run.output.lower()
+    assert results_bytes(repo) == results_bytes(local_reference), "the same meaning, grouped or not"
+    assert manifest_files(repo) == manifest_files(local_reference), "the same publish set, byte for byte"
+    # the profile's groups: one sbatch job per group instead of one per rule job, each ending COMPLETED
+    jobs = set(re.findall(r"SLURM jobid (\d+)", run.output))
+    assert 0 < len(jobs) < RULE_JOBS, f"{len(jobs)} sbatch jobs for {RULE_JOBS} rule jobs"
+    slurm_logs = sorted(p.parent.name for p in (repo / "logs/slurm").rglob("*.log"))
+    assert slurm_logs == ["group_fan_in_report_summary_table", "group_per_sample_summarize_sample_tokenize"]
+    sacct = subprocess.run(
+        ["sacct", "-X", "-n", "-P", "-j", ",".join(sorted(jobs)), "-o", "JobIDRaw,State"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    states = dict(line.split("|") for line in sacct.stdout.split())
+    assert states == {job: "COMPLETED" for job in jobs}, sacct.stdout + sacct.stderr
     records = scratch_records(repo)
-    assert len(records) == 8 and all(r["status"] == "ok" and r["removed"] for r in records)
+    assert len(records) == RULE_JOBS and all(r["status"] == "ok" and r["removed"] for r in records)
     assert {r["root"] for r in records} == {
         str(tmp_path / "node-scratch" / f"{repo.name}-scratch-{repo.stat().st_uid}")
     }
     assert list((tmp_path / "node-scratch" / f"{repo.name}-scratch-{repo.stat().st_uid}").iterdir()) == [], (
         "scratch cleaned"
     )
-    assert any((repo / "logs/slurm").rglob("*.log")), "Slurm job output under slurm-logdir"
     manifest = json.loads((repo / "publish/current/MANIFEST.json").read_text())
     assert manifest["provenance"]["context"] == "slurm"
     assert subprocess.run([sys.executable, "workflow/scripts/publish.py", "verify"], cwd=repo).returncode == 0
