@@ -217,6 +217,16 @@ def local_reference(tmp_path_factory):
     return repo
 
 
+@pytest.fixture
+def published_example(local_reference, tmp_path):
+    """A copy of local_reference (built and published with profiles/local), its Snakemake records and
+    release included, the workflow user's own: for a test that changes, rebuilds or publishes again."""
+    repo = tmp_path / "published" / local_reference.name
+    shutil.copytree(local_reference, repo, symlinks=True)
+    hand_over(repo.parent, workflow_user())
+    return repo
+
+
 def results_bytes(repo):
     """{path: bytes} of every file under a repository's results/."""
     return {str(p.relative_to(repo)): p.read_bytes() for p in sorted((repo / "results").rglob("*")) if p.is_file()}
