@@ -163,6 +163,28 @@ def _filesystem(path):
     return os.stat(path).st_dev
 
 
+# PROTOTYPE (issue 21, route b), off unless WORKFLOW_SHADOW_ROUTE=scratch is in the environment of the
+# snakemake command (jobs inherit it): the jobs of this workflow's shadow: "minimal" rules work in the
+# node-local scratch of scratch.py instead of .snakemake/shadow/ (workflow/scripts/shadow_route.py).
+# Installed at parse time, so in every process that runs a job; pinned to one Snakemake version.
+SHADOW_ROUTE = os.environ.get("WORKFLOW_SHADOW_ROUTE") == "scratch"
+
+
+def takes_shadow_route(job_rule):
+    return (
+        SHADOW_ROUTE
+        and job_rule.shadow_depth == "minimal"
+        and str(job_rule.snakefile).startswith(str(WORKFLOW_DIR))
+    )
+
+
+if SHADOW_ROUTE:
+    workflow.source_path("../scripts/shadow_route.py")
+    import shadow_route  # noqa: E402
+
+    shadow_route.install(takes_shadow_route)
+
+
 def check_shadow_filesystem():
     """Refuse a shadow directory on another filesystem than results/ when a rule uses shadow.
 
@@ -274,7 +296,7 @@ def check_shadow_inputs():
         {
             f"{f} (rule {job.rule.name})"
             for job in workflow.dag.jobs
-            if job.rule.shadow_depth
+            if job.rule.shadow_depth and not takes_shadow_route(job.rule)
             for f in job.input
             if str(f).startswith("../")
         }
