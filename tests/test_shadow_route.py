@@ -114,6 +114,39 @@ def run_args(repo, profile, kinds, samples):
     return args + [t for kind in kinds for t in targets(kind, samples)]
 
 
+SEEN = re.compile(r"seen cwd=(\S+) input=(\S+) tmpdir=(\S+) end")
+
+
+def reveal_paths(repo):
+    """Each example also writes into its log the directory it ran in, where its input resolves to, and its
+    $TMPDIR (the R script and the wrapper: a line; the notebook: a cell, whose output is in its log notebook)."""
+    with open(repo / "workflow/scripts/word_lengths.R", "a", encoding="utf-8") as fh:
+        fh.write(
+            'message(sprintf("seen cwd=%s input=%s tmpdir=%s end", getwd(), '
+            'normalizePath(snakemake@input[["text"]]), Sys.getenv("TMPDIR")))\n'
+        )
+    with open(repo / "workflow/wrappers/text/count_chars/wrapper.py", "a", encoding="utf-8") as fh:
+        fh.write(
+            'shell("echo seen cwd=$(pwd -P) input=$(realpath {snakemake.input.text:q}) tmpdir=$TMPDIR end '
+            '>> {snakemake.log:q}")\n'
+        )
+    path = repo / "workflow/notebooks/longest_words.py.ipynb"
+    notebook = json.loads(path.read_text())
+    source = 'import os\nprint(f"seen cwd={os.getcwd()} input={os.path.realpath(snakemake.input.text)} tmpdir={os.environ.get(\'TMPDIR\')} end")\n'
+    notebook["cells"].append({**notebook["cells"][0], "id": "seen", "source": [source]})
+    path.write_text(json.dumps(notebook))
+
+
+def seen_paths(repo, kind, sample):
+    log = repo / "logs" / KINDS[kind].rule / (f"{sample}.ipynb" if kind == "notebook" else f"{sample}.log")
+    text = log.read_text()
+    if kind == "notebook":  # what the cell printed, not its source
+        (cell,) = [c for c in json.loads(text)["cells"] if c.get("id") == "seen"]
+        text = "".join("".join(o.get("text", "")) for o in cell["outputs"])
+    (seen,) = SEEN.findall(text)
+    return dict(zip(("cwd", "input", "tmpdir"), seen))
+
+
 def job_outputs(repo, profile, run):
     """What the job processes printed: the run's output (local), or the scheduler's job files (cluster-sim)."""
     if profile == "local":
@@ -134,6 +167,7 @@ def test_r_wrapper_and_notebook_jobs_work_in_node_local_scratch_and_their_output
         require_tools(kind)
     repo, env = route_repo
     texts = sample_texts(repo)
+    reveal_paths(repo)
     run = snakemake(repo, *run_args(repo, profile, kinds, texts), env=env)
 
     wanted = sorted(t for kind in kinds for t in targets(kind, texts))
@@ -142,8 +176,13 @@ def test_r_wrapper_and_notebook_jobs_work_in_node_local_scratch_and_their_output
         for out in KINDS[kind].outputs:
             for sample in texts:
                 KINDS[kind].check(repo / out.format(sample=sample), sample, texts)
-    records = scratch_records(repo)
+    printed = job_outputs(repo, profile, run)
+    records = [json.loads(line) for line in re.findall(r"^\[scratch\] (\{.*\})$", printed, re.M)]
     assert sorted(o for r in records for o in r["outputs"]) == wanted, "one [scratch] record per job"
+    logged = [o for r in scratch_records(repo) for o in r["outputs"]]
+    assert sorted(logged) == sorted(t for kind in ["r-script", "wrapper"] for t in targets(kind, texts))
+    for sample in texts:  # a notebook log gets no record line: it stays a notebook
+        assert json.loads((repo / f"logs/longest_words/{sample}.ipynb").read_text())["cells"]
     assert {r["status"] for r in records} == {"ok"} and all(r["removed"] for r in records)
     assert {r["rule"] for r in records} == {KINDS[k].rule for k in kinds}
     root_name = f"{repo.name}-scratch-{uid_of(repo)}"  # the profile's tmpdir expression
@@ -156,9 +195,17 @@ def test_r_wrapper_and_notebook_jobs_work_in_node_local_scratch_and_their_output
         assert all(re.fullmatch(rf"{node_disk}/simnode-\d+/job-\d+\.[^/]+/{root_name}", r["root"]) for r in records)
         assert len({r["root"] for r in records}) == len(records), "each scheduler job has its own node dir"
         assert {r["staging"] for r in records} == {"copy"}
-    # the job ran in its record's directory: Snakemake says so when it changes into a shadow directory
-    seen = set(re.findall(r"Changing to shadow directory: (\S+)", job_outputs(repo, profile, run)))
-    assert seen == {r["dir"] for r in records}, (seen, records)
+    # each job ran in its record's directory, read its input there, and had its $TMPDIR in the same root
+    by_output = {o: r for r in records for o in r["outputs"]}
+    for kind in kinds:
+        for sample in texts:
+            (output,) = targets(kind, [sample])
+            record, seen = by_output[output], seen_paths(repo, kind, sample)
+            assert seen["cwd"] == record["dir"], (seen, record)
+            assert seen["tmpdir"] == record["root"], "Snakemake's TMPDIR for the job: the resolved root"
+            staged = os.path.realpath(repo / "data/inputs" / f"{sample}.txt")
+            expected = staged if profile == "local" else f"{record['dir']}/data/inputs/{sample}.txt"
+            assert seen["input"] == expected, f"{profile}: the input is {'linked' if profile == 'local' else 'a copy in scratch'}"
     assert shadow_leftovers(repo) == [], "nothing in .snakemake/shadow/"
     assert not any(node_disk.rglob(f"{root_name}/*")), "no scratch dir left after success"
 

@@ -102,6 +102,17 @@ def check_pin() -> None:
         )
 
 
+class ShadowScratchJob(scratch_mechanism.ScratchJob):
+    """A ScratchJob whose record lines never go into a notebook log (``log: notebook=``), which must stay
+    a valid .ipynb; such a job's record goes to its standard error only."""
+
+    def _append_log(self, line: str) -> None:
+        text_logs = [log for log in self.logs if not log.endswith(".ipynb")]
+        if text_logs:
+            with open(text_logs[0], "a", encoding="utf-8") as fh:
+                fh.write(line + "\n")
+
+
 def _policy(job) -> dict:
     return {name: job.resources.get(name) for name in ("tmpdir", *scratch_mechanism.POLICY)}
 
@@ -133,7 +144,7 @@ def install(takes_route) -> None:
             _SKIP_SHADOW_STEP.reset(token)
         wildcards = ",".join(f"{k}={v}" for k, v in self.wildcards_dict.items())
         try:
-            job = scratch_mechanism.ScratchJob(
+            job = ShadowScratchJob(
                 [f for f in self.input if not os.path.isabs(f)],  # an absolute input is read in place
                 list(self.output),
                 list(self.log),
