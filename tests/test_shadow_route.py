@@ -338,3 +338,41 @@ def test_a_snakemake_that_differs_from_the_pin_stops_the_run_before_any_job(rout
     off = snakemake(repo, *run_args(repo, "local", ["wrapper"], ["alpha"]), env={**env, "WORKFLOW_SHADOW_ROUTE": ""})
     assert files_under(repo / "results") == targets("wrapper", ["alpha"]), "without the route: Snakemake's shadow"
     assert scratch_records(repo) == [], off.output[-2000:]
+
+
+OUTSIDE_RULE = """
+
+rule outside_input_to_directory:
+    input:
+        ref="../shared-ref/ref.txt",
+    output:
+        folder=directory("results/folder"),
+    log:
+        "logs/outside_input_to_directory/run.log",
+    shadow:
+        "minimal"
+    shell:
+        "mkdir -p {output.folder}/sub && cp {input.ref:q} {output.folder:q}/sub/ref.txt && pwd -P > {output.folder:q}/cwd.txt 2> {log:q}"
+"""
+
+
+def test_an_input_outside_the_working_directory_and_a_directory_output(route_repo, snakemake):
+    """What Snakemake's own shadow refuses ("../" inputs, jobs.py Job.prepare) works on the route: the input is
+    staged at its relative place (the job runs in <dir>/_wd), and the directory output comes back whole."""
+    repo, env = route_repo
+    shared = repo.parent / "shared-ref"
+    shared.mkdir()
+    (shared / "ref.txt").write_text("reference\n")
+    hand_over(shared, workflow_user())
+    with open(repo / "workflow/rules/kinds.smk", "a", encoding="utf-8") as fh:
+        fh.write(OUTSIDE_RULE)
+    snakefile = repo / "workflow/Snakefile"
+    snakefile.write_text(snakefile.read_text().replace("FINAL_OUTPUTS = {\n", "FINAL_OUTPUTS = {\n    'results/folder': None,\n", 1))
+    snakemake(repo, "--profile", "profiles/cluster-sim", "results/folder", env=env)
+
+    expected = ["results/folder/.snakemake_timestamp", "results/folder/cwd.txt", "results/folder/sub/ref.txt"]
+    assert files_under(repo / "results") == expected, "with the marker Snakemake puts in a directory() output"
+    assert (repo / "results/folder/sub/ref.txt").read_text() == "reference\n"
+    (record,) = scratch_records(repo)
+    assert (repo / "results/folder/cwd.txt").read_text().strip() == f"{record['dir']}/_wd"
+    assert record["staging"] == "copy" and record["status"] == "ok" and record["out_files"] == 1
