@@ -14,7 +14,6 @@ import re
 import shutil
 import signal
 import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -51,7 +50,7 @@ SCRIPTS = "workflow/scripts"
 # Test-only: appended to the example rules, so every job process (they all parse the workflow) holds the
 # copy-back of an output in the middle of its hidden partial copy: half the bytes are written, the process
 # says where it is, then waits on a FIFO nobody writes to, until the test SIGKILLs it.
-HOLD_COPY_BACK = r'''
+HOLD_COPY_BACK = r"""
 
 import durable as _durable_under_test
 
@@ -72,7 +71,7 @@ def _held_copy_data(fin, fout, size):
 
 
 _durable_under_test._copy_data = _held_copy_data
-'''
+"""
 
 
 def other_filesystem_or_skip(repo):
@@ -132,7 +131,7 @@ def reveal_paths(repo):
         )
     path = repo / "workflow/notebooks/longest_words.py.ipynb"
     notebook = json.loads(path.read_text())
-    source = 'import os\nprint(f"seen cwd={os.getcwd()} input={os.path.realpath(snakemake.input.text)} tmpdir={os.environ.get(\'TMPDIR\')} end")\n'
+    source = "import os\nprint(f\"seen cwd={os.getcwd()} input={os.path.realpath(snakemake.input.text)} tmpdir={os.environ.get('TMPDIR')} end\")\n"
     notebook["cells"].append({**notebook["cells"][0], "id": "seen", "source": [source]})
     path.write_text(json.dumps(notebook))
 
@@ -144,7 +143,7 @@ def seen_paths(repo, kind, sample):
         (cell,) = [c for c in json.loads(text)["cells"] if c.get("id") == "seen"]
         text = "".join("".join(o.get("text", "")) for o in cell["outputs"])
     (seen,) = SEEN.findall(text)
-    return dict(zip(("cwd", "input", "tmpdir"), seen))
+    return dict(zip(("cwd", "input", "tmpdir"), seen, strict=True))
 
 
 def job_outputs(repo, profile, run):
@@ -205,7 +204,9 @@ def test_r_wrapper_and_notebook_jobs_work_in_node_local_scratch_and_their_output
             assert seen["tmpdir"] == record["root"], "Snakemake's TMPDIR for the job: the resolved root"
             staged = os.path.realpath(repo / "data/inputs" / f"{sample}.txt")
             expected = staged if profile == "local" else f"{record['dir']}/data/inputs/{sample}.txt"
-            assert seen["input"] == expected, f"{profile}: the input is {'linked' if profile == 'local' else 'a copy in scratch'}"
+            assert seen["input"] == expected, (
+                f"{profile}: the input is {'linked' if profile == 'local' else 'a copy in scratch'}"
+            )
     assert shadow_leftovers(repo) == [], "nothing in .snakemake/shadow/"
     assert not any(node_disk.rglob(f"{root_name}/*")), "no scratch dir left after success"
 
@@ -367,7 +368,9 @@ def test_an_input_outside_the_working_directory_and_a_directory_output(route_rep
     with open(repo / "workflow/rules/kinds.smk", "a", encoding="utf-8") as fh:
         fh.write(OUTSIDE_RULE)
     snakefile = repo / "workflow/Snakefile"
-    snakefile.write_text(snakefile.read_text().replace("FINAL_OUTPUTS = {\n", "FINAL_OUTPUTS = {\n    'results/folder': None,\n", 1))
+    snakefile.write_text(
+        snakefile.read_text().replace("FINAL_OUTPUTS = {\n", "FINAL_OUTPUTS = {\n    'results/folder': None,\n", 1)
+    )
     snakemake(repo, "--profile", "profiles/cluster-sim", "results/folder", env=env)
 
     expected = ["results/folder/.snakemake_timestamp", "results/folder/cwd.txt", "results/folder/sub/ref.txt"]
