@@ -35,11 +35,12 @@ else:  # read from a git host: Snakemake's cached copies
 # The workflow's version, which each release records: the `version` of its CITATION.cff.
 with open(WORKFLOW_CITATION, encoding="utf-8") as _fh:
     WORKFLOW_VERSION = str(yaml.safe_load(_fh)["version"])
-for _module in ("durable", "publish", "release_crate", "scratch"):
+for _module in ("durable", "publish", "release_crate", "scratch", "shadow_route"):
     workflow.source_path(f"../scripts/{_module}.py")
 sys.path.insert(0, SCRIPTS)
 import publish as publish_mechanism  # noqa: E402
 import scratch as scratch_mechanism  # noqa: E402
+import shadow_route  # noqa: E402
 
 # --------------------------------------------------------------------------
 # operating context: policy must come from a profile
@@ -48,7 +49,9 @@ SCRATCH_POLICY = ("tmpdir", "scratch_staging", "scratch_on_failure")
 CONTEXTS = sorted(p.parent.name for p in Path("profiles").glob("*/config.yaml"))
 _policy = workflow.resource_settings.default_resources
 MISSING_POLICY = [
-    name for name in SCRATCH_POLICY[1:] if _policy is None or name not in _policy
+    name
+    for name in (*SCRATCH_POLICY[1:], *shadow_route.POLICY)
+    if _policy is None or name not in _policy
 ]
 
 
@@ -163,25 +166,26 @@ def _filesystem(path):
     return os.stat(path).st_dev
 
 
-# PROTOTYPE (issue 21, route b), off unless WORKFLOW_SHADOW_ROUTE=scratch is in the environment of the
-# snakemake command (jobs inherit it): the jobs of this workflow's shadow: "minimal" rules work in the
-# node-local scratch of scratch.py instead of .snakemake/shadow/ (workflow/scripts/shadow_route.py).
-# Installed at parse time, so in every process that runs a job; pinned to one Snakemake version.
-SHADOW_ROUTE = os.environ.get("WORKFLOW_SHADOW_ROUTE") == "scratch"
+# Where the jobs of this workflow's shadow: "minimal" rules (R scripts, notebooks, wrappers, containers)
+# work: the profile's shadow_route. "scratch": in the job's node-local scratch directory, as scratch()
+# jobs do (workflow/scripts/shadow_route.py, installed here at parse time, so in every process that runs
+# a job; pinned to one Snakemake version: another one stops the run here, before any job). "snakemake":
+# Snakemake's own shadow directory under .snakemake/. None: no profile (lint, dry run).
+try:
+    SHADOW_ROUTE = shadow_route.chosen(_policy)
+except ValueError as _exc:
+    raise WorkflowError(str(_exc)) from None
 
 
 def takes_shadow_route(job_rule):
     return (
-        SHADOW_ROUTE
+        SHADOW_ROUTE == "scratch"
         and job_rule.shadow_depth == "minimal"
         and str(job_rule.snakefile).startswith(str(WORKFLOW_DIR))
     )
 
 
-if SHADOW_ROUTE:
-    workflow.source_path("../scripts/shadow_route.py")
-    import shadow_route  # noqa: E402
-
+if SHADOW_ROUTE == "scratch":
     shadow_route.install(takes_shadow_route)
 
 
@@ -192,7 +196,9 @@ def check_shadow_filesystem():
     on one filesystem, but a copy into the final path across two. Called in onstart:
     the shadow prefix is known only once the run starts.
     """
-    if not any(each.shadow_depth for each in own_rules()):
+    if not any(
+        each.shadow_depth and not takes_shadow_route(each) for each in own_rules()
+    ):
         return
     root = workflow.execution_settings.shadow_prefix or ".snakemake"
     if _filesystem(root) != _filesystem("results"):

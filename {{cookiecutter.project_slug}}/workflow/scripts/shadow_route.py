@@ -1,26 +1,29 @@
-"""PROTOTYPE (issue 21, route b): shadow rules work in node-local scratch, through scratch.py.
+"""Route (b) of issue 21: ``shadow: "minimal"`` jobs work in node-local scratch, through scratch.py.
 
 R scripts, notebooks, ``wrapper:`` and container rules cannot call the scratch wrapper, so they use
 ``shadow: "minimal"``. Snakemake's shadow directory is created by the process that runs the job
 (snakemake/jobs.py ``Job.prepare``), under ``persistence.shadow_path``, and emptied by
-``DAG.unshadow_output`` with ``shutil.move``. This module replaces those two steps, for the rules
-``install()`` is given, by ``scratch.ScratchJob``, in every process that parses the workflow (the
-main process, the ``python -m snakemake`` Snakemake spawns for each local shadow job, the job's
-Snakemake on a cluster node):
+``DAG.unshadow_output`` with ``shutil.move``. When the profile says ``shadow_route: 'scratch'``
+(``POLICY``), this module replaces those two steps, for the rules ``install()`` is given, by
+``scratch.ScratchJob``, in every process that parses the workflow (the main process, the
+``python -m snakemake`` Snakemake spawns for each local shadow job, the job's Snakemake on a cluster
+node):
 
 * ``Job.prepare`` runs as it is, except its last step (the shadow directory): instead the job gets
   ``ScratchJob.start()`` under the profile's ``tmpdir`` resource, as evaluated by this job process
   (a private 0700 root per user, a directory named after the job, inputs linked or copied by
   ``scratch_staging``, ``../`` inputs at their relative place, logs symlinked to their durable
-  paths), and ``Job.shadow_dir`` is set to the directory the command must run in;
+  paths), and ``Job.shadow_dir`` is set to the directory the command must run in; a container job
+  also gets the scratch root bound into its image (``--bind``), where its command runs (``--pwd``);
 * ``DAG.unshadow_output`` brings the outputs back with ``ScratchJob.finish()`` (a rename on one
   filesystem; across two a hidden partial copy, fsync, size check, ``os.replace``), or on failure
   calls ``ScratchJob.fail()``, which keeps or removes the directory by ``scratch_on_failure`` and
   writes the host and directory to the job's log; each job writes a ``[scratch]`` record.
 
 It is pinned: ``install()`` refuses to run unless Snakemake is the version and the functions it
-relies on have the source it was written against (``PINNED``). Anything else fails loudly, at
-parse time, before a job starts. Stdlib and Snakemake only; Snakemake is imported in ``install()``.
+relies on have the source it was written against (``PINNED``). Anything else stops the run at parse
+time, before a job starts, naming what changed and what to do (docs/rule-kinds.md). Stdlib and
+Snakemake only; Snakemake is imported in ``install()``. It sits beside scratch.py, which it imports.
 """
 
 from __future__ import annotations
@@ -29,9 +32,15 @@ import contextvars
 import hashlib
 import inspect
 import os
+import shlex
 
 import scratch as scratch_mechanism
 
+# The profile setting (default-resources) that chooses where shadow: "minimal" jobs work, and its values:
+# "scratch", in the job's scratch directory under tmpdir, through this module; "snakemake", in Snakemake's
+# own shadow directory under .snakemake/ (on the filesystem of results/, not node-local), the fallback for
+# a Snakemake this module is not pinned to.
+POLICY = {"shadow_route": ("scratch", "snakemake")}
 SNAKEMAKE_VERSION = "9.27.1"
 # "module:qualified name" -> sha256 of its source (inspect.getsource) in Snakemake 9.27.1. What each
 # is relied on for:
@@ -52,6 +61,8 @@ PINNED = {
     "snakemake.executors.local:Executor.run_single_job": "7e253527e554c137c76eb98d1b7bd2f030ba70954d8902e73f7650451bb54415",
     # chdir into shadow_dir around the job (or --pwd for a container)
     "snakemake.executors.local:run_wrapper": "d7524ba92fc979f6ac87d792e5b6c4fa237ae73130a6bd0133853b051ec086e7",
+    # a container job: --pwd shadow_dir, then the apptainer arguments, --bind among them, before the image
+    "snakemake.deployment.singularity:shellcmd": "b3b9bad0542a4c4e3f79129b0c9f692f3959b3b240e3f7769728582113093682",
 }
 
 _SKIP_SHADOW_STEP = contextvars.ContextVar("shadow_route_skip", default=None)
@@ -97,9 +108,37 @@ def check_pin() -> None:
     problems = pin_problems()
     if problems:
         raise PinError(
-            "the shadow route (workflow/scripts/shadow_route.py) relies on Snakemake internals and is pinned to "
-            f"Snakemake {SNAKEMAKE_VERSION}; review it against this Snakemake and update PINNED: " + "; ".join(problems)
+            "shadow_route: 'scratch' (the profile's default-resources) runs shadow: \"minimal\" jobs in node-local "
+            "scratch through shadow_route.py, which relies on Snakemake internals and is pinned to Snakemake "
+            f"{SNAKEMAKE_VERSION}. What differs: " + "; ".join(problems) + ". What to do: run the Snakemake of "
+            "requirements.txt (make setup), or take the template release that supports this one (make update); "
+            "until then, shadow_route: \"'snakemake'\" in the profile runs those jobs in Snakemake's own shadow "
+            "directory on the filesystem of results/ (whole outputs, but not node-local). See docs/rule-kinds.md."
         )
+
+
+def chosen(default_resources):
+    """The profile's ``shadow_route`` (one of ``POLICY``'s values), or None when no profile sets it.
+
+    Read once per Snakemake process, at parse time, from the text of the default resource (a Python
+    literal such as ``"'scratch'"``): every process must install the route or none, before any job.
+    """
+    import ast
+
+    ((name, allowed),) = POLICY.items()
+    raw = getattr(default_resources.get(name), "raw", None) if default_resources is not None else None
+    if raw is None:
+        return None
+    try:
+        value = ast.literal_eval(raw) if isinstance(raw, str) else raw
+    except (ValueError, SyntaxError):
+        value = raw
+    if value not in allowed:
+        raise ValueError(
+            f"{name}={raw!r} in the profile's default-resources is not one of "
+            + ", ".join(f"\"'{each}'\"" for each in allowed)
+        )
+    return value
 
 
 class ShadowScratchJob(scratch_mechanism.ScratchJob):
@@ -115,6 +154,14 @@ class ShadowScratchJob(scratch_mechanism.ScratchJob):
 
 def _policy(job) -> dict:
     return {name: job.resources.get(name) for name in ("tmpdir", *scratch_mechanism.POLICY)}
+
+
+def _bind(deployment_settings, root) -> None:
+    """Bind the scratch root into every image this process starts (one root per node and user: the
+    same for each job of this process), so a container job's --pwd and inputs exist in the image."""
+    bind = f"--bind {shlex.quote(root)}"
+    if bind not in deployment_settings.apptainer_args:
+        deployment_settings.apptainer_args = f"{deployment_settings.apptainer_args} {bind}".strip()
 
 
 def install(takes_route) -> None:
@@ -156,6 +203,8 @@ def install(takes_route) -> None:
             raise WorkflowError(f"shadow route: {exc}", rule=self.rule) from None
         _JOBS[id(self)] = (self, job)
         self.shadow_dir = job.cwd
+        if self.container_img_url and self.container_img:  # an image sees the host's paths it is given
+            _bind(self.dag.workflow.deployment_settings, os.path.dirname(job.dir))
 
     def unshadow_output(self, job, only_log=False, keep_shadow_dir=False):
         mine = _JOBS.get(id(job))
