@@ -223,15 +223,18 @@ def kinds_repo(render, tmp_path):
     (node-local TMPDIR; the stand-in apptainer first on PATH)."""
     repo = render()
     add_examples(repo)
+    hand_over(repo, workflow_user())
+    return repo, with_fake_apptainer(isolated_env(tmp_path, TMPDIR=str(node_tmp(tmp_path))), tmp_path)
+
+
+def with_fake_apptainer(env, tmp_path):
+    """env with the stand-in apptainer first on PATH (its calls: calls.log beside it)."""
     fake = tmp_path / "fake-bin"
     fake.mkdir()
     (fake / "apptainer").write_text(FAKE_APPTAINER)
     (fake / "apptainer").chmod(0o755)
     hand_over(fake, workflow_user())
-    hand_over(repo, workflow_user())
-    env = isolated_env(tmp_path, TMPDIR=str(node_tmp(tmp_path)))
-    env["PATH"] = f"{fake}{os.pathsep}{env['PATH']}"
-    return repo, env
+    return {**env, "PATH": f"{fake}{os.pathsep}{env['PATH']}"}
 
 
 def run_kind(snakemake, repo, env, kind, *extra, samples=None, check=True, profile="local"):
@@ -295,7 +298,7 @@ def reveal_paths(repo, kinds):
         path = repo / "workflow/notebooks/longest_words.py.ipynb"
         notebook = json.loads(path.read_text())
         source = (
-            "import os\nprint(f\"seen cwd={os.getcwd()} input={os.path.realpath(snakemake.input.text)} "
+            'import os\nprint(f"seen cwd={os.getcwd()} input={os.path.realpath(snakemake.input.text)} '
             "tmpdir={os.environ.get('TMPDIR')} end\")\n"
         )
         notebook["cells"].append({**notebook["cells"][0], "id": "seen", "source": [source]})
@@ -364,10 +367,10 @@ def test_each_rule_kind_from_the_docs_puts_its_complete_outputs_under_results(ki
         for sample in texts:
             assert json.loads((repo / f"logs/longest_words/{sample}.ipynb").read_text())["cells"]
     if kind == "container":
-        assert_ran_in_the_image_environment(env, run, mine)
+        assert_ran_in_the_image_environment(env, run.output, mine)
 
 
-def assert_ran_in_the_image_environment(env, run, records):
+def assert_ran_in_the_image_environment(env, printed, records):
     """Through Snakemake's apptainer path (pull, then exec of the pulled image), each job's command ran in its
     scratch directory (--pwd), with the scratch root bound into the image (--bind), and saw only the image's
     PATH: neither the venv nor the host interpreter's directory."""
@@ -379,8 +382,8 @@ def assert_ran_in_the_image_environment(env, run, records):
             r".*/\.snakemake/singularity/\w+\.simg bash -c "
         )
         assert len(re.findall(image_exec, calls, re.M)) == 1, calls
-    seen = re.findall(r"^container-env PATH=(\S*) python3=(\S*)$", run.output, re.M)
-    assert len(seen) == len(records) and {path for path, _ in seen} == {"/usr/bin:/bin"}, run.output[-3000:]
+    seen = re.findall(r"^container-env PATH=(\S*) python3=(\S*)$", printed, re.M)
+    assert len(seen) == len(records) and {path for path, _ in seen} == {"/usr/bin:/bin"}, printed[-3000:]
     host = {str(BIN), os.path.dirname(os.path.realpath(sys.executable))}
     assert not {os.path.dirname(python) for _, python in seen} & host, f"the command found the host's python3: {seen}"
 
