@@ -359,6 +359,8 @@ def test_each_rule_kind_from_the_docs_puts_its_complete_outputs_under_results(ki
     assert len(mine) == len(targets(kind, texts)), "one scratch record per job (each has one output)"
     root = scratch_root(repo, env["TMPDIR"])
     assert all(r["status"] == "ok" and r["removed"] and r["root"] == root for r in mine), "node-local"
+    info = Path(root).stat()
+    assert (info.st_mode & 0o777, info.st_uid) == (0o700, repo.stat().st_uid), "a private root of the user"
     assert shadow_leftovers(repo) == [], "nothing in .snakemake/shadow/"
     if spec.shadow:
         assert {r["rule"] for r in mine} == {spec.rule} and {r["staging"] for r in mine} == {"link"}
