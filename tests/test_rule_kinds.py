@@ -323,12 +323,12 @@ def seen_paths(repo, kind, sample, printed):
     return dict(zip(("cwd", "input", "tmpdir"), seen, strict=True))
 
 
-def assert_each_job_worked_in_its_scratch(repo, kinds, records, printed, staging):
+def assert_each_job_worked_in_its_scratch(repo, kinds, records, printed, staging, samples=None):
     """Each shadow job ran in its record's directory, read its input there (the linked input resolves to the
     workdir's file; a copy is in the job's directory), and had the record's root as its $TMPDIR."""
     by_output = {o: r for r in records for o in r["outputs"]}
     for kind in kinds:
-        for sample in sample_texts(repo):
+        for sample in samples or sample_texts(repo):
             (output,) = targets(kind, [sample])
             record, seen = by_output[output], seen_paths(repo, kind, sample, printed)
             assert seen["cwd"] == record["dir"], (kind, seen, record)
