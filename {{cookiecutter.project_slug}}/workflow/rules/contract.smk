@@ -1,7 +1,7 @@
-# How this workflow meets its contract: policy comes from a profile, shell rules
-# run in node-local scratch, final outputs live under results/, and publishing
-# records what made each file. The mechanism itself is in workflow/scripts/
-# (scratch.py, publish.py, durable.py: stdlib only, vendored from the template).
+# How this workflow meets its contract: policy comes from a profile, jobs of every
+# rule kind run in node-local scratch, final outputs live under results/, and publishing
+# records what made each file. The mechanism itself is in workflow/scripts/ (scratch.py,
+# shadow_route.py, publish.py, durable.py: vendored from the template).
 
 import datetime
 import hashlib

@@ -24,6 +24,8 @@ It is pinned: ``install()`` refuses to run unless Snakemake is the version and t
 relies on have the source it was written against (``PINNED``). Anything else stops the run at parse
 time, before a job starts, naming what changed and what to do (docs/rule-kinds.md). Stdlib and
 Snakemake only; Snakemake is imported in ``install()``. It sits beside scratch.py, which it imports.
+
+From the Snakemake repository template, release {{ cookiecutter._template_version }}.
 """
 
 from __future__ import annotations
