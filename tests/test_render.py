@@ -67,6 +67,7 @@ COMMON_FILES = {
     "workflow/scripts/render_docs.py",
     "workflow/scripts/render_report.py",
     "workflow/scripts/scratch.py",
+    "workflow/scripts/shadow_route.py",
     "workflow/scripts/summarize_sample.py",
     "workflow/scripts/summary_table.py",
 }

@@ -24,6 +24,7 @@ from pathlib import Path
 
 import pytest
 from conftest import (
+    hand_over,
     isolated_env,
     manifest_files,
     missing_in_ci_fails,
@@ -38,6 +39,21 @@ from conftest import (
 from slurm_cluster import OVERRIDES, SITE, configure_site, jobs_in, unavailable
 from test_benchmarks_smoke import DOC, run_benchmarks
 from test_cluster_sim_e2e import RULE_JOBS
+from test_rule_kinds import (
+    FAILURE,
+    KINDS,
+    add_examples,
+    assert_each_job_worked_in_its_scratch,
+    assert_ran_in_the_image_environment,
+    fail_r,
+    files_under,
+    job_records,
+    require_tools,
+    reveal_paths,
+    scratch_root,
+    targets,
+    with_fake_apptainer,
+)
 from test_scratch_and_publish_e2e import add_fault_rules, wait_for
 
 pytestmark = [pytest.mark.slurm, pytest.mark.xdist_group("slurm"), pytest.mark.timeout(1200)]
@@ -71,11 +87,11 @@ def render_site(render):
     return repo
 
 
-def run_slurm(repo, tmp_path, *args, check=True, timeout=300):
+def run_slurm(repo, tmp_path, *args, check=True, timeout=300, env=None):
     run = run_command(
         [tool("snakemake"), "--profile", "profiles/slurm", *OVERRIDES, *args],
         cwd=repo,
-        env=slurm_env(tmp_path),
+        env=env or slurm_env(tmp_path),
         timeout=timeout,
         on_timeout=cancel_all,
         user=workflow_user(),
@@ -120,6 +136,51 @@ def test_example_and_publish_on_slurm_match_the_local_run_in_fewer_grouped_sbatc
     assert manifest["provenance"]["context"] == "slurm"
     assert subprocess.run([sys.executable, "workflow/scripts/publish.py", "verify"], cwd=repo).returncode == 0
     print(f"\nslurm example run: {slurm_seconds:.1f} s")
+
+
+def test_every_shadow_kind_works_in_node_local_scratch_in_one_slurm_group_job_and_a_failed_one_keeps_it(
+    render, tmp_path
+):
+    """R script, notebook, wrapper and container rule (docs/rule-kinds.md, shadow_route: 'scratch') as the
+    members of one group job on the real Slurm: each works in the node-local root the job resolved on its
+    node, says so itself, and its output comes back whole; then a failing R job keeps its scratch there, its
+    log names host and directory, and nothing reaches results/."""
+    kinds = [kind for kind, spec in KINDS.items() if spec.shadow]
+    for kind in kinds:
+        require_tools(kind)
+    repo = render_site(render)
+    add_examples(repo)
+    reveal_paths(repo, kinds)
+    hand_over(repo, workflow_user())
+    env = with_fake_apptainer(slurm_env(tmp_path), tmp_path)
+    rules = [KINDS[kind].rule for kind in kinds]
+    args = [a.format(repo=repo) for kind in kinds for a in KINDS[kind].args]
+    grouping = ["--groups", *(f"{rule}=kinds" for rule in rules), "--group-components", "kinds=10"]
+    wanted = [t for kind in kinds for t in targets(kind, ["alpha"])]
+    run = run_slurm(repo, tmp_path, *grouping, *args, *wanted, env=env)
+
+    assert files_under(repo / "results") == sorted(wanted), "the declared outputs, no partial or hidden file"
+    printed = "".join(p.read_text() for p in (repo / "logs/slurm").rglob("*.log"))  # the jobs' stderr
+    assert len(list((repo / "logs/slurm").rglob("*.log"))) == 1, "one Slurm job: the group"
+    records = job_records(repo, printed)
+    assert sorted(o for r in records for o in r["outputs"]) == sorted(wanted), "one [scratch] record per job"
+    root = scratch_root(repo, tmp_path / "node-scratch")
+    assert all(r["status"] == "ok" and r["removed"] and r["root"] == root for r in records), records
+    assert {r["staging"] for r in records} == {"copy"}
+    assert_each_job_worked_in_its_scratch(repo, kinds, records, printed, "copy", samples=["alpha"])
+    container = [r for r in records if r["rule"] == KINDS["container"].rule]
+    assert_ran_in_the_image_environment(env, printed, container)
+    assert "slurm" in run.output.lower()
+
+    fail_r(repo)
+    (failing,) = targets("r-script", ["beta"])
+    failed = run_slurm(repo, tmp_path, failing, check=False, env=env)
+    assert failed.returncode != 0 and not (repo / failing).exists(), failed.output[-3000:]
+    (record,) = [r for r in job_records(repo) if r["status"] == "failed"]
+    assert record["root"] == root and not record["removed"], record
+    assert (Path(record["dir"]) / failing).is_file(), "written before the failure, kept on the node"
+    log = (repo / "logs/word_lengths/beta.log").read_text()
+    assert FAILURE in log and f"KEPT for debugging: {record['dir']} (on host {record['host']})" in log, log
 
 
 def test_sbatch_options_match_the_profile(render, tmp_path):
