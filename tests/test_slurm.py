@@ -40,12 +40,10 @@ from slurm_cluster import OVERRIDES, SITE, configure_site, jobs_in, unavailable
 from test_benchmarks_smoke import DOC, run_benchmarks
 from test_cluster_sim_e2e import RULE_JOBS
 from test_rule_kinds import (
-    FAILURE,
     KINDS,
     add_examples,
     assert_each_job_worked_in_its_scratch,
     assert_ran_in_the_image_environment,
-    fail_r,
     files_under,
     job_records,
     require_tools,
@@ -138,13 +136,12 @@ def test_example_and_publish_on_slurm_match_the_local_run_in_fewer_grouped_sbatc
     print(f"\nslurm example run: {slurm_seconds:.1f} s")
 
 
-def test_every_shadow_kind_works_in_node_local_scratch_in_one_slurm_group_job_and_a_failed_one_keeps_it(
-    render, tmp_path
-):
+def test_every_shadow_kind_works_in_node_local_scratch_in_one_slurm_group_job(render, tmp_path):
     """R script, notebook, wrapper and container rule (docs/rule-kinds.md, shadow_route: 'scratch') as the
     members of one group job on the real Slurm: each works in the node-local root the job resolved on its
-    node, says so itself, and its output comes back whole; then a failing R job keeps its scratch there, its
-    log names host and directory, and nothing reaches results/."""
+    node, says so itself, and its output comes back whole. A failed job of these kinds keeps its scratch by
+    the same policy as a shell job (tests/test_rule_kinds.py; on Slurm: the failing-job test of
+    tests/test_scratch_and_publish_e2e.py)."""
     kinds = [kind for kind, spec in KINDS.items() if spec.shadow]
     for kind in kinds:
         require_tools(kind)
@@ -171,16 +168,6 @@ def test_every_shadow_kind_works_in_node_local_scratch_in_one_slurm_group_job_an
     container = [r for r in records if r["rule"] == KINDS["container"].rule]
     assert_ran_in_the_image_environment(env, printed, container)
     assert "slurm" in run.output.lower()
-
-    fail_r(repo)
-    (failing,) = targets("r-script", ["beta"])
-    failed = run_slurm(repo, tmp_path, failing, check=False, env=env)
-    assert failed.returncode != 0 and not (repo / failing).exists(), failed.output[-3000:]
-    (record,) = [r for r in job_records(repo) if r["status"] == "failed"]
-    assert record["root"] == root and not record["removed"], record
-    assert (Path(record["dir"]) / failing).is_file(), "written before the failure, kept on the node"
-    log = (repo / "logs/word_lengths/beta.log").read_text()
-    assert FAILURE in log and f"KEPT for debugging: {record['dir']} (on host {record['host']})" in log, log
 
 
 def test_sbatch_options_match_the_profile(render, tmp_path):
