@@ -1,4 +1,5 @@
-"""1. Per-job overhead: N trivial jobs wrapped by scratch() vs the same rule plain vs shadow: copy-minimal.
+"""1. Per-job overhead: N trivial jobs wrapped by scratch() vs the same rule plain vs shadow: copy-minimal vs
+shadow: "minimal", which the profile's shadow_route: 'scratch' hands to scratch.py (workflow/vendor/shadow_route.py).
 
 The rules live in a small Snakefile written next to the rendered workflow's own Snakefile. It sets the
 same configfile and includes ``rules/common.smk`` and ``rules/contract.smk``, so the wrapped rule uses the real ``scratch()``
@@ -16,7 +17,7 @@ from harness import Check, Context, Result, Stats, paired, scratch_record
 
 SNAKEFILE = "workflow/bench_overhead.smk"
 OUTPUT_DIR = "work/bench"  # the rules' outputs (RULES below), one folder per variant
-RULES = """# Benchmark rules (written by benchmarks/bench_overhead.py): the same trivial job three ways.
+RULES = """# Benchmark rules (written by benchmarks/bench_overhead.py): the same trivial job four ways.
 configfile: "config/config.yaml"
 
 
@@ -45,8 +46,18 @@ rule bench_shadow:
         "copy-minimal"
     shell:
         "echo > {output:q}"
+
+
+rule bench_route:
+    output:
+        "work/bench/route/{i}.txt",
+    shadow:
+        "minimal"
+    shell:
+        "echo > {output:q}"
 """
-VARIANTS = ("plain", "wrapped", "shadow")
+VARIANTS = ("plain", "wrapped", "shadow", "route")
+SPAWNED = ("shadow", "route")  # a separate Snakemake process per job: about a second each
 
 
 def write_rules(ctx: Context) -> None:
@@ -94,9 +105,10 @@ def run(ctx: Context, n: int, repeats: int, shadow_repeats: int) -> Result:
     shutil.rmtree(bench, ignore_errors=True)
     walls: dict[str, list[float]] = {v: [] for v in (*VARIANTS, "nothing")}
     for r in range(repeats):
-        order = VARIANTS[r % 3 :] + VARIANTS[: r % 3]  # rotate, so drift in machine load spreads evenly
+        turn = r % len(VARIANTS)
+        order = VARIANTS[turn:] + VARIANTS[:turn]  # rotate, so drift in machine load spreads evenly
         if r >= shadow_repeats:  # shadow jobs cost about a second each: fewer repeats keep the run short
-            order = tuple(v for v in order if v != "shadow")
+            order = tuple(v for v in order if v not in SPAWNED)
         for variant in order:
             shutil.rmtree(bench / variant, ignore_errors=True)
             seconds, _ = ctx.snakemake(*snakemake_args(ctx, targets(variant, n)))
@@ -113,12 +125,15 @@ def run(ctx: Context, n: int, repeats: int, shadow_repeats: int) -> Result:
     per_job = {v: paired(walls[v], walls["nothing"][: len(walls[v])], lambda a, b: (a - b) * ms) for v in VARIANTS}
     added = paired(walls["wrapped"], walls["plain"], lambda a, b: (a - b) * ms)
     shadow_added = paired(walls["shadow"], walls["plain"][:k], lambda a, b: (a - b) * ms)
+    route_added = paired(walls["route"], walls["plain"][:k], lambda a, b: (a - b) * ms)
+    route_vs_shadow = paired(walls["route"], walls["shadow"], lambda a, b: (a - b) * ms)
     wrapped_vs_plain = paired(walls["wrapped"], walls["plain"], lambda a, b: a / b)
     wrapped_vs_shadow = paired(walls["wrapped"][:k], walls["shadow"], lambda a, b: a / b)
     labels = {
         "plain": "plain rule (`echo > {output}`)",
         "wrapped": "same rule through `scratch()`",
         "shadow": '`shadow: "copy-minimal"` + `--shadow-prefix`',
+        "route": "`shadow: \"minimal\"` through `shadow_route: 'scratch'`",
     }
     rows = []
     for v in VARIANTS:
@@ -126,6 +141,10 @@ def run(ctx: Context, n: int, repeats: int, shadow_repeats: int) -> Result:
     rows.append(["nothing to do (all outputs present)", *Stats(walls["nothing"]).cells("{:.2f} s"), "-"])
     rows.append(["wrapper added per job (wrapped − plain)", *added.cells("{:.1f} ms"), ""])
     rows.append(["shadow added per job (shadow − plain)", *shadow_added.cells("{:.1f} ms"), ""])
+    rows.append(["shadow route added per job (route − plain)", *route_added.cells("{:.1f} ms"), ""])
+    rows.append(
+        ["shadow route against Snakemake's shadow, per job (route − shadow)", *route_vs_shadow.cells("{:.1f} ms"), ""]
+    )
     rows.append(
         [
             f"`scratch.py shell` alone, serial, per call ({alone_n} calls)",
@@ -140,6 +159,7 @@ def run(ctx: Context, n: int, repeats: int, shadow_repeats: int) -> Result:
         Check("wrapper ms/job added over plain", added.median, "<= 50 ms/job", added.median <= 50, unit="ms/job"),
         Check("wrapped / shadow (wall)", wrapped_vs_shadow.median, "<= 1.00", wrapped_vs_shadow.median <= 1.0),
         Check("wrapped / plain (wall)", wrapped_vs_plain.median),
+        Check("shadow route ms/job added over plain", route_added.median, unit="ms/job"),
     ]
     alone_extra = (wrap_alone.median - bash_alone.median) * 1000
     notes = [
@@ -151,13 +171,17 @@ def run(ctx: Context, n: int, repeats: int, shadow_repeats: int) -> Result:
         "(`run_single_job` in `snakemake/executors/local.py` spawns every shadow or `run:` job unless "
         f"`--force-use-threads`), hence {shadow_added.median:+.0f} ms/job against {added.median:+.1f} ms/job "
         "for the wrapper.",
+        f"The shadow route's jobs are spawned the same way, and then staged by `scratch.py` in the profile's "
+        f"scratch root (the pin check once per process, the fsync and rename of the output): "
+        f"{route_added.median:+.0f} ms/job over plain, {route_vs_shadow.median:+.0f} ms/job against "
+        "Snakemake's own shadow.",
     ]
     return Result(
         key="overhead",
         title=f"1. Per-job overhead ({n} trivial jobs)",
         method=(
             f"`snakemake -s {SNAKEFILE} --profile profiles/local --cores 2 --shadow-prefix DIR` building {n} "
-            "targets of one rule; wall time of the whole process. The three variants run in rotating order "
+            "targets of one rule; wall time of the whole process. The four variants run in rotating order "
             'within each repeat; "nothing to do" is the same invocation with every output present '
             "(start-up and DAG only), which ms/job subtracts. Added ms/job is the paired difference "
             f"(wrapped − plain) / {n} within a repeat."

@@ -197,6 +197,47 @@ def render(tmp_path):
     return _render
 
 
+@pytest.fixture(scope="session")
+def local_reference(tmp_path_factory):
+    """The example as generated (default answers), built and published with profiles/local once per test
+    worker: the reference other contexts must match byte for byte. Read it, never change it."""
+    tmp = tmp_path_factory.mktemp("local-reference")
+    proc, out = render_template(tmp, out=tmp / "out", init_git="no")
+    assert proc.returncode == 0, f"cookiecutter failed:\n{proc.stdout}\n{proc.stderr}"
+    repo = out / DEFAULT_SLUG
+    hand_over(out, workflow_user())
+    for target in ([], ["publish"]):
+        run = run_command(
+            [tool("snakemake"), "--profile", "profiles/local", *target],
+            cwd=repo,
+            env=isolated_env(tmp),
+            user=workflow_user(),
+        )
+        assert run.returncode == 0, repr(run)
+    return repo
+
+
+@pytest.fixture
+def published_example(local_reference, tmp_path):
+    """A copy of local_reference (built and published with profiles/local), its Snakemake records and
+    release included, the workflow user's own: for a test that changes, rebuilds or publishes again."""
+    repo = tmp_path / "published" / local_reference.name
+    shutil.copytree(local_reference, repo, symlinks=True)
+    hand_over(repo.parent, workflow_user())
+    return repo
+
+
+def results_bytes(repo):
+    """{path: bytes} of every file under a repository's results/."""
+    return {str(p.relative_to(repo)): p.read_bytes() for p in sorted((repo / "results").rglob("*")) if p.is_file()}
+
+
+def manifest_files(repo):
+    """(path, sha256) of every file of the current release's MANIFEST.json."""
+    manifest = json.loads((repo / "publish/current/MANIFEST.json").read_text())
+    return sorted((f["path"], f["sha256"]) for f in manifest["files"])
+
+
 class Run:
     """Result of a command: returncode, stdout, stderr and both together."""
 

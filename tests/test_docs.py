@@ -355,10 +355,9 @@ def test_no_doc_says_a_rerun_keeps_the_old_result_file_readable(render):
     assert "during a rerun the file is absent" in design and "after a failed rerun it stays absent" in design
 
 
-def test_a_failed_rerun_leaves_the_result_absent_and_publish_current_whole(render, snakemake, tmp_path):
+def test_a_failed_rerun_leaves_the_result_absent_and_publish_current_whole(published_example, snakemake, tmp_path):
     """What design.md says a reader sees: a failed rerun removes the old result; publish/current stays."""
-    repo = render()
-    snakemake(repo, "--profile", "profiles/local", "publish")
+    repo = published_example
     table = repo / "results/tables/summary.tsv"
     assert table.is_file()
     summary = sorted((repo / "results/samples").glob("*.summary.json"))[0]

@@ -426,9 +426,8 @@ def test_pre_commit_hooks_are_local_and_pass_on_the_generated_repo(render, tmp_p
 # --------------------------------------------------------------------------
 # Snakemake report
 # --------------------------------------------------------------------------
-def test_snakemake_report_contains_the_report_tagged_output(render, snakemake):
-    repo = render()
-    snakemake(repo, "--profile", "profiles/local")
+def test_snakemake_report_contains_the_report_tagged_output(published_example, snakemake):
+    repo = published_example
     snakemake(repo, "--profile", "profiles/local", "--report", "report.zip")
     with zipfile.ZipFile(repo / "report.zip") as archive:
         names = archive.namelist()
@@ -440,10 +439,8 @@ def test_snakemake_report_contains_the_report_tagged_output(render, snakemake):
     assert caption in main and "Summary" in main, "caption and category of results/report.html are shown"
 
 
-def test_snakemake_report_shows_the_published_manifest(render, snakemake):
-    repo = render()
-    snakemake(repo, "--profile", "profiles/local")
-    snakemake(repo, "--profile", "profiles/local", "publish")
+def test_snakemake_report_shows_the_published_manifest(published_example, snakemake):
+    repo = published_example
     snakemake(repo, "--profile", "profiles/local", "release_manifest")
     snakemake(repo, "--profile", "profiles/local", "--report", "report.zip", "all", "release_manifest")
     with zipfile.ZipFile(repo / "report.zip") as archive:

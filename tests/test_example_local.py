@@ -57,18 +57,16 @@ def test_local_run_builds_exactly_the_declared_outputs_with_expected_content(ren
     assert scratch_root.is_dir() and list(scratch_root.iterdir()) == [], "no scratch dirs left after success"
 
 
-def test_second_local_run_is_a_no_op(render, snakemake):
-    repo = render()
-    snakemake(repo, "--profile", "profiles/local")
+def test_second_local_run_is_a_no_op(local_reference, snakemake):
+    repo = local_reference
     before = {p: p.stat().st_mtime_ns for p in (repo / "results").rglob("*") if p.is_file()}
     again = snakemake(repo, "--profile", "profiles/local")
     assert "Nothing to be done" in again.output
     assert before == {p: p.stat().st_mtime_ns for p in (repo / "results").rglob("*") if p.is_file()}
 
 
-def test_ci_profile_gives_identical_results_to_local(render, snakemake):
-    local, ci = render(), render(project_name="Text Statistics CI")
-    snakemake(local, "--profile", "profiles/local")
+def test_ci_profile_gives_identical_results_to_local(render, snakemake, local_reference):
+    local, ci = local_reference, render(project_name="Text Statistics CI")
     snakemake(ci, "--profile", "profiles/ci")
     for rel in files_under(local / "results"):
         if rel.endswith(".html"):

@@ -18,11 +18,12 @@ from conftest import (
     isolated_env,
     node_tmp,
     render_template,
+    results_bytes,
     run_command,
     tool,
     workflow_user,
 )
-from test_cluster_sim_e2e import results_bytes, scheduler_records, sim_env
+from test_cluster_sim_e2e import scheduler_records, sim_env
 
 pytestmark = pytest.mark.timeout(600)
 TAG = "v0.1.0"
@@ -47,18 +48,6 @@ def tagged_repo(tmp_path_factory):
     repo, env = out / DEFAULT_SLUG, isolated_env(tmp)
     run_ok(["git", "tag", TAG], repo, env)
     return repo, run_ok(["git", "rev-parse", f"{TAG}^{{commit}}"], repo, env).stdout.strip()
-
-
-@pytest.fixture(scope="module")
-def plain_results(tagged_repo, tmp_path_factory):
-    """results/ of a normal run in a clone of the tagged repository, as a user who clones it would get."""
-    repo, _ = tagged_repo
-    tmp = tmp_path_factory.mktemp("plain")
-    hand_over(tmp, workflow_user())
-    env = isolated_env(tmp, TMPDIR=str(node_tmp(tmp)))
-    run_ok(["git", "clone", "--quiet", "--branch", TAG, repo, tmp / "plain"], tmp, env)
-    run_ok([tool("snakemake"), "--profile", "profiles/local"], tmp / "plain", env)
-    return results_bytes(tmp / "plain")
 
 
 def job_resources(output, rule):
@@ -119,7 +108,7 @@ def build_host(tmp_path, repo):
 
 @pytest.mark.parametrize("context", ["local", "cluster-sim"])
 def test_a_host_workflow_elsewhere_runs_publishes_and_verifies_the_workflow_as_a_module(
-    context, tagged_repo, plain_results, tmp_path
+    context, tagged_repo, local_reference, tmp_path
 ):
     repo, tag_commit = tagged_repo
     host = build_host(tmp_path, repo)
@@ -130,7 +119,7 @@ def test_a_host_workflow_elsewhere_runs_publishes_and_verifies_the_workflow_as_a
     verify = run_ok([sys.executable, repo / "workflow/vendor/publish.py", "verify"], host, env)
     assert verify.stdout.startswith("OK: publish/current")
 
-    assert results_bytes(host) == plain_results, "the same results as a normal run of the repository"
+    assert results_bytes(host) == results_bytes(local_reference), "the same results as a normal run of the repository"
     assert not (repo / "results").exists() and not (repo / "publish").exists(), "nothing lands in the module"
     manifest = assert_release_names_both_commits(host, tag_commit, env)
     made_by = {entry["rule"] for entry in manifest["files"]}
@@ -153,7 +142,7 @@ def test_a_host_workflow_elsewhere_runs_publishes_and_verifies_the_workflow_as_a
 
 
 def test_snakedeploy_deploys_the_tagged_workflow_and_the_deployment_runs_publishes_and_verifies(
-    tagged_repo, plain_results, tmp_path
+    tagged_repo, local_reference, tmp_path
 ):
     repo, tag_commit = tagged_repo
     # The repository as its users reach it: https://github.com/<owner>/<slug>, served here from a local bare
@@ -189,7 +178,7 @@ def test_snakedeploy_deploys_the_tagged_workflow_and_the_deployment_runs_publish
     run_ok([tool("snakemake"), "--profile", "profiles/local", "publish"], deployed, env)
     verify = run_ok([sys.executable, repo / "workflow/vendor/publish.py", "verify"], deployed, env)
     assert verify.stdout.startswith("OK: publish/current")
-    assert results_bytes(deployed) == plain_results
+    assert results_bytes(deployed) == results_bytes(local_reference)
     assert_release_names_both_commits(deployed, tag_commit, env)
     assert_per_rule_resources_applied(repo, run.output, "")
     crate = json.loads((deployed / "publish/current/ro-crate-metadata.json").read_text())

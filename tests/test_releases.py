@@ -37,10 +37,8 @@ def release_files(release):
     return {p.relative_to(release).as_posix(): p.read_bytes() for p in sorted(release.rglob("*")) if p.is_file()}
 
 
-def test_change_and_rebuild_after_publish_works_for_a_non_root_user(render, snakemake):
-    repo = render()
-    snakemake(repo, *LOCAL)
-    snakemake(repo, *LOCAL, "publish")
+def test_change_and_rebuild_after_publish_works_for_a_non_root_user(published_example, snakemake):
+    repo = published_example
     published = (repo / "publish/current").resolve()
     before = release_files(published)
     assert os.stat(repo / "results/tables/summary.tsv").st_mode & 0o200, "results/ stays writable by its owner"
@@ -55,10 +53,8 @@ def test_change_and_rebuild_after_publish_works_for_a_non_root_user(render, snak
     assert publish_py(repo, "verify", str(published)).returncode == 0, "the first release is still intact"
 
 
-def test_writing_a_result_in_place_does_not_change_the_published_release(render, snakemake):
-    repo = render()
-    snakemake(repo, *LOCAL)
-    snakemake(repo, *LOCAL, "publish")
+def test_writing_a_result_in_place_does_not_change_the_published_release(published_example, snakemake):
+    repo = published_example
     published = (repo / "publish/current/summary.tsv").read_bytes()
     # as the workflow user, append to the result through the same inode (what an in-place tool does)
     code = "open('results/tables/summary.tsv', 'a').write('tampered\\n')"
@@ -67,10 +63,8 @@ def test_writing_a_result_in_place_does_not_change_the_published_release(render,
     assert publish_py(repo, "verify").returncode == 0
 
 
-def test_publish_replaces_a_damaged_current_release_instead_of_calling_it_unchanged(render, snakemake):
-    repo = render()
-    snakemake(repo, *LOCAL)
-    snakemake(repo, *LOCAL, "publish")
+def test_publish_replaces_a_damaged_current_release_instead_of_calling_it_unchanged(published_example, snakemake):
+    repo = published_example
     damaged = (repo / "publish/current").resolve()
     os.chmod(damaged, 0o755)
     (damaged / "report.html").unlink()
@@ -82,16 +76,16 @@ def test_publish_replaces_a_damaged_current_release_instead_of_calling_it_unchan
     assert publish_py(repo, "verify").returncode == 0
 
 
-def test_publish_refuses_results_snakemake_has_no_record_of(render, snakemake):
-    repo = render()
-    snakemake(repo, *LOCAL)
+def test_publish_refuses_results_snakemake_has_no_record_of(published_example, snakemake):
+    repo = published_example
+    current = (repo / "publish/current").resolve()
     subprocess.run(["rm", "-rf", str(repo / ".snakemake")], check=True)
     set_config(repo, "min_word_length", 5)  # invisible to Snakemake now: its records are gone
     refused = snakemake(repo, *LOCAL, "publish", check=False)
     assert refused.returncode != 0
     assert "Snakemake has no record of how results/" in refused.output
     assert "--forceall" in refused.output, "the error says how to rebuild"
-    assert not (repo / "publish/current").exists(), "nothing was published under the new config's checksum"
+    assert (repo / "publish/current").resolve() == current, "nothing was published under the new config's checksum"
     snakemake(repo, *LOCAL, "--forceall")
     snakemake(repo, *LOCAL, "publish")
     manifest = json.loads((repo / "publish/current/MANIFEST.json").read_text())

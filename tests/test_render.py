@@ -75,6 +75,7 @@ COMMON_FILES = {
     "workflow/vendor/render_docs.py",
     "workflow/vendor/scheduler.py",
     "workflow/vendor/scratch.py",
+    "workflow/vendor/shadow_route.py",
 }
 # each CI service with the bot that keeps its actions/image and the pins current
 CI_FILES = {

@@ -371,7 +371,12 @@ rule shadowed:
 
 
 def test_a_shadow_rule_with_an_input_outside_the_working_directory_is_refused_before_any_job(render, snakemake):
+    """With Snakemake's own shadow (the profile's fallback, shadow_route: 'snakemake'); the route stages such
+    an input (tests/test_shadow_route.py)."""
     repo = render()
+    profile = repo / "profiles/local/config.yaml"
+    profile.write_text(profile.read_text().replace("shadow_route: \"'scratch'\"", "shadow_route: \"'snakemake'\""))
+    assert "shadow_route: \"'snakemake'\"" in profile.read_text()
     shared_reference(repo)
     add_to_snakefile(repo, SHADOW_OUTSIDE, final='\nFINAL_OUTPUTS["results/shadowed.txt"] = None\n')
     hand_over(repo, workflow_user())

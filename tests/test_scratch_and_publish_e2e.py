@@ -7,13 +7,19 @@ job that writes slowly; it uses the same scratch() helper as the example rules.
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
 
-from conftest import isolated_env, scratch_records, start_snakemake, tool
+import pytest
+from conftest import isolated_env, node_tmp, scratch_records, start_snakemake, tool
+
+# the contexts a scenario runs in: a parameter, not a file per context; the real Slurm's tests share one
+# xdist group (one cluster) and are marked so that `-m "not slurm"` leaves them out
+CONTEXTS = ["local", "cluster-sim", pytest.param("slurm", marks=[pytest.mark.slurm, pytest.mark.xdist_group("slurm")])]
 
 SLOW_RULES = """
 
@@ -106,24 +112,53 @@ def test_job_process_killed_mid_write_fails_cleanly(render, snakemake, node_scra
     assert "scratch dir KEPT" in (repo / "logs/slow_writer/b.log").read_text()
 
 
-def test_failing_job_keeps_scratch_names_it_in_the_log_and_writes_nothing_to_results(render, snakemake, node_scratch):
+def run_in_context(context, render, snakemake, tmp_path, *targets):
+    """(repo, run, node): a fresh repository with the fault rules, `targets` built with profiles/<context>
+    (not checked), and the directory the context's jobs take their node-local scratch from."""
+    if context == "slurm":
+        from test_slurm import render_site, run_slurm, slurm_cluster_or_skip
+
+        slurm_cluster_or_skip()
+        repo = render_site(render)
+        add_fault_rules(repo)
+        one_attempt = ["--retries", "0"]  # the profile's retry is pinned by the scancel test of test_slurm.py
+        return repo, run_slurm(repo, tmp_path, *one_attempt, *targets, check=False), tmp_path / "node-scratch"
     repo = render()
     add_fault_rules(repo)
-    node_tmp, env = node_scratch
-    run = snakemake(repo, "--profile", "profiles/local", "results/failing/x.txt", env=env, check=False)
-    assert run.returncode != 0
+    if context == "cluster-sim":
+        from test_cluster_sim_e2e import sim_env
+
+        env, node = sim_env(tmp_path), tmp_path / "nodes"
+    else:
+        node = node_tmp(tmp_path)
+        env = isolated_env(tmp_path, TMPDIR=str(node))
+    return repo, snakemake(repo, "--profile", f"profiles/{context}", *targets, env=env, check=False), node
+
+
+@pytest.mark.parametrize("context", CONTEXTS)
+def test_failing_job_keeps_its_node_local_scratch_names_it_in_its_log_and_writes_nothing_to_results(
+    context, render, snakemake, tmp_path
+):
+    repo, run, node = run_in_context(context, render, snakemake, tmp_path, "results/failing/x.txt")
+    assert run.returncode != 0, run.output[-3000:]
     assert not (repo / "results/failing").exists() or result_files(repo) == []
     log = (repo / "logs/failing/x.log").read_text()
     assert log.startswith("boom\n"), "the command's own stderr went straight to the durable log"
-    kept = [line for line in log.splitlines() if "scratch dir KEPT" in line]
+    kept = re.search(r"scratch dir KEPT for debugging: (\S+) \(on host", log)
     assert kept, log
-    kept_dir = Path(kept[0].split("KEPT for debugging: ")[1].split(" (on host")[0])
-    assert kept_dir.parent == node_tmp / f"{repo.name}-scratch-{repo.stat().st_uid}"  # per user: the checkout's owner
+    kept_dir = Path(kept.group(1))
+    assert kept_dir.parent.name == f"{repo.name}-scratch-{repo.stat().st_uid}", "per user: the checkout's owner"
+    assert node in kept_dir.parents, f"in the node-local scratch of {context}"
     assert (kept_dir / "results/failing/x.txt").read_text() == "partial\n"
-    listing = subprocess.run(
-        [sys.executable, "workflow/vendor/scratch.py", "kept"], cwd=repo, capture_output=True, text=True, check=True
-    )
-    assert str(kept_dir) in listing.stdout
+    if context == "local":  # the listing reads this host's scratch root
+        listing = subprocess.run(
+            [sys.executable, "workflow/vendor/scratch.py", "kept"],
+            cwd=repo,
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        assert str(kept_dir) in listing.stdout
 
 
 def test_scratch_records_show_where_each_job_worked(render, snakemake, node_scratch):

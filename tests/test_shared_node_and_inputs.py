@@ -54,9 +54,8 @@ def test_two_users_run_one_after_the_other_on_one_node_each_in_a_private_scratch
         assert list(root.iterdir()) == [], "no scratch dirs left after success"
 
 
-def test_moving_the_checkout_reruns_nothing_and_no_recorded_command_names_a_place(render, snakemake, tmp_path):
-    repo = render()
-    snakemake(repo, "--profile", "profiles/local")
+def test_moving_the_checkout_reruns_nothing_and_no_recorded_command_names_a_place(published_example, snakemake):
+    repo = published_example  # built in another folder (local_reference), then copied here: a moved checkout
     # what Snakemake keeps as each wrapped rule's code must not name the checkout or an interpreter
     recorded = [json.loads(p.read_text()) for p in (repo / ".snakemake/metadata").rglob("*") if p.is_file()]
     shell_code = {record["code"] for record in recorded if record.get("shellcmd")}

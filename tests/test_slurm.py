@@ -24,9 +24,12 @@ from pathlib import Path
 
 import pytest
 from conftest import (
+    hand_over,
     isolated_env,
+    manifest_files,
     missing_in_ci_fails,
     node_tmp,
+    results_bytes,
     run_command,
     scratch_records,
     start_snakemake,
@@ -35,16 +38,34 @@ from conftest import (
 )
 from slurm_cluster import OVERRIDES, SITE, configure_site, jobs_in, unavailable
 from test_benchmarks_smoke import DOC, run_benchmarks
+from test_cluster_sim_e2e import RULE_JOBS
+from test_rule_kinds import (
+    KINDS,
+    add_examples,
+    assert_each_job_worked_in_its_scratch,
+    assert_ran_in_the_image_environment,
+    files_under,
+    job_records,
+    require_tools,
+    reveal_paths,
+    scratch_root,
+    targets,
+    with_fake_apptainer,
+)
 from test_scratch_and_publish_e2e import add_fault_rules, wait_for
 
 pytestmark = [pytest.mark.slurm, pytest.mark.xdist_group("slurm"), pytest.mark.timeout(1200)]
 
 
+def slurm_cluster_or_skip():
+    """Skip (locally) or fail (under REQUIRE_SLURM, in CI) when no Slurm cluster answers."""
+    if unavailable():
+        missing_in_ci_fails("no Slurm cluster reachable (start one with: sudo bash tests/slurm/up.sh)")
+
+
 @pytest.fixture(scope="module", autouse=True)
 def slurm_cluster():
-    if unavailable():
-        reason = "no Slurm cluster reachable (start one with: sudo bash tests/slurm/up.sh)"
-        missing_in_ci_fails(reason)
+    slurm_cluster_or_skip()
 
 
 def cancel_all():
@@ -64,11 +85,11 @@ def render_site(render):
     return repo
 
 
-def run_slurm(repo, tmp_path, *args, check=True, timeout=300):
+def run_slurm(repo, tmp_path, *args, check=True, timeout=300, env=None):
     run = run_command(
         [tool("snakemake"), "--profile", "profiles/slurm", *OVERRIDES, *args],
         cwd=repo,
-        env=slurm_env(tmp_path),
+        env=env or slurm_env(tmp_path),
         timeout=timeout,
         on_timeout=cancel_all,
         user=workflow_user(),
@@ -78,30 +99,75 @@ def run_slurm(repo, tmp_path, *args, check=True, timeout=300):
     return run
 
 
-def test_example_and_publish_on_slurm_match_the_local_run(render, snakemake, tmp_path):
-    local, repo = render(), render_site(render)
-    snakemake(local, "--profile", "profiles/local")
+def test_example_and_publish_on_slurm_match_the_local_run_in_fewer_grouped_sbatch_jobs(
+    render, tmp_path, local_reference
+):
+    repo = render_site(render)
     t0 = time.monotonic()
     run = run_slurm(repo, tmp_path)
     slurm_seconds = time.monotonic() - t0
     run_slurm(repo, tmp_path, "publish")
-    local_files = {p.relative_to(local): p.read_bytes() for p in (local / "results").rglob("*") if p.is_file()}
-    slurm_files = {p.relative_to(repo): p.read_bytes() for p in (repo / "results").rglob("*") if p.is_file()}
-    assert slurm_files == local_files
-    assert "slurm" in run.output.lower()
+    assert results_bytes(repo) == results_bytes(local_reference), "the same meaning, grouped or not"
+    assert manifest_files(repo) == manifest_files(local_reference), "the same publish set, byte for byte"
+    # the profile's groups: one sbatch job per group instead of one per rule job, each ending COMPLETED
+    jobs = set(re.findall(r"SLURM jobid (\d+)", run.output))
+    assert 0 < len(jobs) < RULE_JOBS, f"{len(jobs)} sbatch jobs for {RULE_JOBS} rule jobs"
+    slurm_logs = sorted(p.parent.name for p in (repo / "logs/slurm").rglob("*.log"))
+    assert slurm_logs == ["group_fan_in_report_summary_table", "group_per_sample_summarize_sample_tokenize"]
+    sacct = subprocess.run(
+        ["sacct", "-X", "-n", "-P", "-j", ",".join(sorted(jobs)), "-o", "JobIDRaw,State"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    states = dict(line.split("|") for line in sacct.stdout.split())
+    assert states == {job: "COMPLETED" for job in jobs}, sacct.stdout + sacct.stderr
     records = scratch_records(repo)
-    assert len(records) == 8 and all(r["status"] == "ok" and r["removed"] for r in records)
+    assert len(records) == RULE_JOBS and all(r["status"] == "ok" and r["removed"] for r in records)
     assert {r["root"] for r in records} == {
         str(tmp_path / "node-scratch" / f"{repo.name}-scratch-{repo.stat().st_uid}")
     }
     assert list((tmp_path / "node-scratch" / f"{repo.name}-scratch-{repo.stat().st_uid}").iterdir()) == [], (
         "scratch cleaned"
     )
-    assert any((repo / "logs/slurm").rglob("*.log")), "Slurm job output under slurm-logdir"
     manifest = json.loads((repo / "publish/current/MANIFEST.json").read_text())
     assert manifest["provenance"]["context"] == "slurm"
     assert subprocess.run([sys.executable, "workflow/vendor/publish.py", "verify"], cwd=repo).returncode == 0
     print(f"\nslurm example run: {slurm_seconds:.1f} s")
+
+
+def test_every_shadow_kind_works_in_node_local_scratch_in_one_slurm_group_job(render, tmp_path):
+    """R script, notebook, wrapper and container rule (docs/rule-kinds.md, shadow_route: 'scratch') as the
+    members of one group job on the real Slurm: each works in the node-local root the job resolved on its
+    node, says so itself, and its output comes back whole. A failed job of these kinds keeps its scratch by
+    the same policy as a shell job (tests/test_rule_kinds.py; on Slurm: the failing-job test of
+    tests/test_scratch_and_publish_e2e.py)."""
+    kinds = [kind for kind, spec in KINDS.items() if spec.shadow]
+    for kind in kinds:
+        require_tools(kind)
+    repo = render_site(render)
+    add_examples(repo)
+    reveal_paths(repo, kinds)
+    hand_over(repo, workflow_user())
+    env = with_fake_apptainer(slurm_env(tmp_path), tmp_path)
+    rules = [KINDS[kind].rule for kind in kinds]
+    args = [a.format(repo=repo) for kind in kinds for a in KINDS[kind].args]
+    grouping = ["--groups", *(f"{rule}=kinds" for rule in rules), "--group-components", "kinds=10"]
+    wanted = [t for kind in kinds for t in targets(kind, ["alpha"])]
+    run = run_slurm(repo, tmp_path, *grouping, *args, *wanted, env=env)
+
+    assert files_under(repo / "results") == sorted(wanted), "the declared outputs, no partial or hidden file"
+    printed = "".join(p.read_text() for p in (repo / "logs/slurm").rglob("*.log"))  # the jobs' stderr
+    assert len(list((repo / "logs/slurm").rglob("*.log"))) == 1, "one Slurm job: the group"
+    records = job_records(repo, printed)
+    assert sorted(o for r in records for o in r["outputs"]) == sorted(wanted), "one [scratch] record per job"
+    root = scratch_root(repo, tmp_path / "node-scratch")
+    assert all(r["status"] == "ok" and r["removed"] and r["root"] == root for r in records), records
+    assert {r["staging"] for r in records} == {"copy"}
+    assert_each_job_worked_in_its_scratch(repo, kinds, records, printed, "copy", samples=["alpha"])
+    container = [r for r in records if r["rule"] == KINDS["container"].rule]
+    assert_ran_in_the_image_environment(env, printed, container)
+    assert "slurm" in run.output.lower()
 
 
 def test_sbatch_options_match_the_profile(render, tmp_path):
@@ -122,19 +188,6 @@ def test_sbatch_options_match_the_profile(render, tmp_path):
     assert re.search(r"(-t|--time)[ =]'?15'?", call), "runtime of tokenize from workflow/profiles/default"
     assert re.search(r"--mem[ =]'?512'?", call), "mem_mb of tokenize from workflow/profiles/default"
     assert "logs/slurm" in call, "output goes to slurm-logdir"
-
-
-def test_failing_job_on_slurm_keeps_its_scratch_dir_and_names_it_in_the_log(render, tmp_path):
-    repo = render_site(render)
-    add_fault_rules(repo)
-    run = run_slurm(repo, tmp_path, "results/failing/x.txt", check=False)
-    assert run.returncode != 0
-    log = (repo / "logs/failing/x.log").read_text()
-    kept = re.search(r"scratch dir KEPT for debugging: (\S+) \(on host", log)
-    assert kept, log
-    assert (tmp_path / "node-scratch") in Path(kept.group(1)).parents
-    assert Path(kept.group(1), "results/failing/x.txt").read_text() == "partial\n"
-    assert not (repo / "results/failing").exists() or not any((repo / "results/failing").iterdir())
 
 
 def test_scancel_of_running_jobs_leaves_no_partial_output_retries_once_and_rerun_incomplete_recovers(render, tmp_path):

@@ -18,17 +18,18 @@ def snakemake_cmd():
     return str(here) if here.exists() else (shutil.which("snakemake") or "snakemake")
 
 
-def copy_workflow(parent):
-    """A fresh copy of this repository's workflow, config and profiles under `parent`. The folders beside
-    the checkout are linked beside the copy, so inputs outside it (a shared reference at ../refs/) resolve
-    the same."""
+def copy_workflow(parent, built=None):
+    """A fresh copy of this repository's workflow, config and profiles under `parent`; given `built` (a
+    repository from built_in()), a copy of that build instead, its results and Snakemake's records
+    included. The folders beside the checkout are linked beside the copy, so inputs outside it (a shared
+    reference at ../refs/) resolve the same."""
     dest = parent / "workspace" / "repo"
     dest.parent.mkdir(parents=True)
     for sibling in REPO.parent.iterdir():
         if sibling.name != dest.name and sibling != REPO:
             (dest.parent / sibling.name).symlink_to(sibling)
     ignore = shutil.ignore_patterns(".snakemake", "results", "publish", "logs", "work", ".venv", ".git", "__pycache__")
-    shutil.copytree(REPO, dest, ignore=ignore, symlinks=True)
+    shutil.copytree(built or REPO, dest, ignore=None if built else ignore, symlinks=True)
     return dest
 
 

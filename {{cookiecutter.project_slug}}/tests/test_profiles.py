@@ -9,7 +9,10 @@ from pathlib import Path
 import pytest
 import yaml
 
-from scratch import POLICY  # the policy settings and their values, defined by the mechanism
+from scratch import POLICY as SCRATCH_SETTINGS  # the policy settings and their values, defined by the mechanism
+from shadow_route import POLICY as SHADOW_SETTINGS
+
+POLICY = {**SCRATCH_SETTINGS, **SHADOW_SETTINGS}
 
 REPO = Path(__file__).resolve().parents[1]
 CONTEXTS = sorted(p.parent.name for p in (REPO / "profiles").glob("*/config.yaml"))

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from conftest import copy_workflow
 from volatile_outputs import VOLATILE
 
 REPO = Path(__file__).resolve().parents[1]
@@ -75,7 +76,10 @@ def test_the_simulated_cluster_gives_the_same_results_as_local_and_publishes_a_v
     assert verify_passes(workflow_copy)
 
 
-def test_publish_makes_a_release_that_verify_and_sha256sum_accept_and_no_rerun_changes(workflow_copy, run_snakemake):
+def test_publish_makes_a_release_that_verify_and_sha256sum_accept_and_no_rerun_changes(
+    built_in, tmp_path, run_snakemake
+):
+    workflow_copy = copy_workflow(tmp_path, built=built_in("local"))
     run_snakemake(workflow_copy, "--profile", "profiles/local", "publish")
     assert verify_passes(workflow_copy)
     release = workflow_copy / "publish/current"

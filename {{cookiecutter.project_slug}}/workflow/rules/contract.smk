@@ -1,7 +1,7 @@
-# How this workflow meets its contract: policy comes from a profile, shell rules
-# run in node-local scratch, final outputs live under results/, and publishing
+# How this workflow meets its contract: policy comes from a profile, jobs of every
+# rule kind run in node-local scratch, final outputs live under results/, and publishing
 # records what made each file. The mechanism itself is the template's library in
-# workflow/vendor/ (scratch.py, publish.py, durable.py, ...: leave it as shipped).
+# workflow/vendor/ (scratch.py, shadow_route.py, publish.py, durable.py, ...: leave it as shipped).
 
 import datetime
 import hashlib
@@ -42,11 +42,13 @@ for _module in (
     "release_crate",
     "scheduler",
     "scratch",
+    "shadow_route",
 ):
     workflow.source_path(f"../vendor/{_module}.py")
 sys.path.insert(0, VENDOR)
 import publish as publish_mechanism  # noqa: E402
 import scratch as scratch_mechanism  # noqa: E402
+import shadow_route  # noqa: E402
 
 # --------------------------------------------------------------------------
 # operating context: policy must come from a profile
@@ -55,7 +57,9 @@ SCRATCH_POLICY = ("tmpdir", "scratch_staging", "scratch_on_failure")
 CONTEXTS = sorted(p.parent.name for p in Path("profiles").glob("*/config.yaml"))
 _policy = workflow.resource_settings.default_resources
 MISSING_POLICY = [
-    name for name in SCRATCH_POLICY[1:] if _policy is None or name not in _policy
+    name
+    for name in (*SCRATCH_POLICY[1:], *shadow_route.POLICY)
+    if _policy is None or name not in _policy
 ]
 
 
@@ -170,6 +174,29 @@ def _filesystem(path):
     return os.stat(path).st_dev
 
 
+# Where the jobs of this workflow's shadow: "minimal" rules (R scripts, notebooks, wrappers, containers)
+# work: the profile's shadow_route. "scratch": in the job's node-local scratch directory, as scratch()
+# jobs do (workflow/vendor/shadow_route.py, installed here at parse time, so in every process that runs
+# a job; pinned to one Snakemake version: another one stops the run here, before any job). "snakemake":
+# Snakemake's own shadow directory under .snakemake/. None: no profile (lint, dry run).
+try:
+    SHADOW_ROUTE = shadow_route.chosen(_policy)
+except ValueError as _exc:
+    raise WorkflowError(str(_exc)) from None
+
+
+def takes_shadow_route(job_rule):
+    return (
+        SHADOW_ROUTE == "scratch"
+        and job_rule.shadow_depth == "minimal"
+        and str(job_rule.snakefile).startswith(str(WORKFLOW_DIR))
+    )
+
+
+if SHADOW_ROUTE == "scratch":
+    shadow_route.install(takes_shadow_route)
+
+
 def check_shadow_filesystem():
     """Refuse a shadow directory on another filesystem than results/ when a rule uses shadow.
 
@@ -177,7 +204,9 @@ def check_shadow_filesystem():
     on one filesystem, but a copy into the final path across two. Called in onstart:
     the shadow prefix is known only once the run starts.
     """
-    if not any(each.shadow_depth for each in own_rules()):
+    if not any(
+        each.shadow_depth and not takes_shadow_route(each) for each in own_rules()
+    ):
         return
     root = workflow.execution_settings.shadow_prefix or ".snakemake"
     if _filesystem(root) != _filesystem("results"):
@@ -281,7 +310,7 @@ def check_shadow_inputs():
         {
             f"{f} (rule {job.rule.name})"
             for job in workflow.dag.jobs
-            if job.rule.shadow_depth
+            if job.rule.shadow_depth and not takes_shadow_route(job.rule)
             for f in job.input
             if str(f).startswith("../")
         }
