@@ -90,8 +90,8 @@ FULL = dict(
         slurm=5,
     ),
 )
-SMOKE = dict(
-    jobs=5,
+SMOKE = dict(  # each size the least that runs every code path: a smoke run checks the code, not the numbers
+    jobs=2,
     staging_mb=1,
     small_files=50,
     small_bytes=1024,
@@ -103,7 +103,7 @@ SMOKE = dict(
     reflink_mb=1,
     scale_files=300,
     samples=[10, 20, 30],
-    cluster_jobs=10,
+    cluster_jobs=4,
     repeats=dict(
         overhead=1,
         shadow=1,

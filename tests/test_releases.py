@@ -100,6 +100,8 @@ def test_publish_from_a_dirty_work_tree_is_recorded_and_warned_about(render, sna
     assert "uncommitted changes" not in clean.output
     first = json.loads((repo / "publish/current/MANIFEST.json").read_text())["provenance"]
     assert first["git_dirty"] is False and len(first["git_commit"]) == 40
+    assert first["context"] == "local" and first["workflow_version"] == "0.1.0"  # the version of CITATION.cff
+    assert len(first["config_sha256"]) == 64 and first["snakemake_version"].startswith("9.")
     with open(repo / "workflow/Snakefile", "a") as fh:
         fh.write("\n# a local edit\n")
     set_config(repo, "top_words", 4)

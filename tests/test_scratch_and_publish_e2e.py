@@ -5,9 +5,9 @@ publishes race. A small extra rule file is dropped into the rendered workflow wh
 job that writes slowly; it uses the same scratch() helper as the example rules.
 """
 
-import json
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -181,38 +181,9 @@ def test_scratch_records_show_where_each_job_worked(render, snakemake, node_scra
     assert all(r["in_bytes"] > 0 and r["out_bytes"] > 0 for r in records)
 
 
-def test_publish_lifecycle_through_the_cli(render, snakemake, tmp_path):
-    repo = render(init_git="yes")
-    verify = [sys.executable, "workflow/vendor/publish.py", "verify"]
-    snakemake(repo, "--profile", "profiles/local")
-    assert not (repo / "publish").exists()
-    first = snakemake(repo, "--profile", "profiles/local", "publish")
-    assert "published new release" in first.output
-    release1 = (repo / "publish/current").resolve()
-    manifest = json.loads((release1 / "MANIFEST.json").read_text())
-    prov = manifest["provenance"]
-    assert prov["context"] == "local" and prov["workflow_version"] == "0.1.0"
-    assert len(prov["git_commit"]) >= 40 and len(prov["config_sha256"]) == 64
-    assert prov["snakemake_version"].startswith("9.")
-    assert subprocess.run(verify, cwd=repo).returncode == 0
-
-    again = snakemake(repo, "--profile", "profiles/local", "publish")
-    assert "no new release" in again.output
-    assert len(list((repo / "publish/releases").iterdir())) == 1
-
-    with open(repo / "data/inputs/alpha.txt", "a") as fh:
-        fh.write("An added line about the river and the mill.\n")
-    snakemake(repo, "--profile", "profiles/local")
-    snakemake(repo, "--profile", "profiles/local", "publish")
-    release2 = (repo / "publish/current").resolve()
-    assert release2 != release1 and len(list((repo / "publish/releases").iterdir())) == 2
-    assert subprocess.run(verify, cwd=repo).returncode == 0
-    assert subprocess.run(verify + [str(release1)], cwd=repo).returncode == 0, "the old release is intact"
-
-
-def test_concurrent_publish_commands_end_cleanly_with_one_release(render, snakemake, tmp_path):
-    repo = render()
-    snakemake(repo, "--profile", "profiles/local")
+def test_concurrent_publish_commands_end_cleanly_with_one_release(published_example, tmp_path):
+    repo = published_example
+    shutil.rmtree(repo / "publish")  # built, never published
     env = isolated_env(tmp_path)
     procs = [
         subprocess.Popen(
