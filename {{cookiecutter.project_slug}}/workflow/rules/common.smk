@@ -19,10 +19,7 @@ SAMPLES_SCHEMA = workflow.source_path("../schemas/samples.schema.yaml")
 # (the example's "path"; a second read file "fq2", an index...): resolved, checked
 # before the run and reached with sample_file("<column>").
 INPUT_FILE_FORMAT = "input-file"
-# File systems allow 255 bytes per name. Sample ids become parts of names
-# (results/samples/<id>.summary.json, and its hidden partial copy
-# .<id>.summary.json.scratch-partial-<pid>-<hex>: 45 bytes more), so the
-# schema's maxLength for an id leaves room for those and for names rules add.
+# bytes per file or folder name (the sample id's maxLength: samples.schema.yaml)
 NAME_MAX_BYTES = 255
 # Tabs, line breaks and other control characters: a line break in a path would
 # end the scratch wrapper's command early (its here-document) and split logs.
