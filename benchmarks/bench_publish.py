@@ -160,7 +160,7 @@ def _hash_command(subset: str) -> str:
 
 
 def _measure_set(ctx: Context, work, subset: str, repeats: int, driver) -> dict[str, list[float]]:
-    scripts = ctx.repo / "workflow/scripts"
+    scripts = ctx.repo / "workflow/vendor"
     src = f"results/{subset}"
     t: dict[str, list[float]] = {}
 
@@ -209,7 +209,7 @@ def _measure_republish(ctx: Context, work, subset: str, repeats: int, driver) ->
     for _ in range(repeats):
         settle()
         _, proc = ctx.run(
-            [sys.executable, driver, ctx.repo / "workflow/scripts", subset, "pub", "0", "republish"], cwd=work
+            [sys.executable, driver, ctx.repo / "workflow/vendor", subset, "pub", "0", "republish"], cwd=work
         )
         info = json.loads(proc.stdout.strip().splitlines()[-1])
         if not info["republish_result"]["created"] or info["republish_result"]["hashed"] != 1:

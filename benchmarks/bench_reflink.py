@@ -115,7 +115,7 @@ def _measure(ctx: Context, mount: Path, n_files: int, nbytes: int, repeats: int,
             settle()
             if step == "publish":
                 used = _used_bytes(mount)
-                args = [sys.executable, driver, ctx.repo / "workflow/scripts", SUBSET, "pub", "0"]
+                args = [sys.executable, driver, ctx.repo / "workflow/vendor", SUBSET, "pub", "0"]
                 seconds, proc = ctx.run(args, cwd=mount)
                 info = json.loads(proc.stdout.strip().splitlines()[-1])
                 if not info["result"]["created"]:

@@ -58,7 +58,7 @@ def make_files(top, n_files: int, nbytes: int) -> None:
 
 def run(ctx: Context, n_files: int, nbytes: int) -> Result:
     work = ctx.tmp / "scale"
-    scripts = ctx.repo / "workflow/scripts"
+    scripts = ctx.repo / "workflow/vendor"
     driver = ctx.tmp / "scale_driver.py"
     driver.write_text(DRIVER)
     seconds: dict[str, float] = {}

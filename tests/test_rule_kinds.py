@@ -66,7 +66,13 @@ seen=no
 for path in $bound; do case "$workdir/" in "$path"/*) seen=yes ;; esac; done
 [ "$workdir" = . ] || [ $seen = yes ] || { echo "fake apptainer: --pwd $workdir is not bound" >&2; exit 255; }
 cd "$workdir" || exit 255
-exec env -i PATH=/usr/bin:/bin HOME="$home" ${TMPDIR:+TMPDIR="$TMPDIR"} "$@"
+env -i PATH=/usr/bin:/bin HOME="$home" ${TMPDIR:+TMPDIR="$TMPDIR"} "$@" || exit $?
+# tests/test_shadow_route.py: the command is done, its outputs still in the job's scratch; wait to be killed
+if [ -n "$CONTAINER_TEST_HOLD" ]; then
+  echo "{\"pid\": $$, \"workdir\": \"$(pwd -P)\"}" > "$CONTAINER_TEST_HOLD/$$.json.part"
+  mv "$CONTAINER_TEST_HOLD/$$.json.part" "$CONTAINER_TEST_HOLD/$$.json"
+  exec cat "$CONTAINER_TEST_HOLD/fifo" > /dev/null  # this pid, killed by the test
+fi
 """
 # What the command inside the container sees (prepended to the example's command by the test only).
 PROBE = "echo container-env PATH=$PATH python3=$(command -v python3 || echo none) >&2; "

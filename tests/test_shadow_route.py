@@ -2,7 +2,8 @@
 `shadow_route: 'scratch'` hands the jobs of `shadow: "minimal"` rules (R scripts, notebooks, wrappers,
 containers) to scratch.py (workflow/vendor/shadow_route.py). Here: a group job on the cluster-generic
 executor (profiles/cluster-sim) that runs every such kind, an input outside the working directory and a
-directory() output; a SIGKILL while inputs are staged in and while outputs are copied back; the pin on the
+directory() output; a SIGKILL of the job's command after it wrote its output in scratch, while inputs are
+staged in and while outputs are copied back; the pin on the
 Snakemake internals the route relies on, and the profile's fallback when it does not hold.
 
 The "node-local" disk is /dev/shm (tmpfs), a filesystem other than the one of the repository, so the
@@ -193,6 +194,7 @@ def test_one_group_job_runs_every_shadow_kind_in_its_node_local_scratch_on_the_c
 
 # (profile, kind, where the copy is held): SIGKILL of the job's own Snakemake process in the middle of a copy
 KILLS = [
+    ("local", "container", "job"),  # the job's command killed after writing its output in scratch
     ("local", "r-script", "copy-back"),
     ("cluster-sim", "wrapper", "copy-back"),
     ("cluster-sim", "notebook", "stage-in"),
@@ -200,7 +202,7 @@ KILLS = [
 
 
 @pytest.mark.parametrize(("profile", "kind", "phase"), KILLS)
-def test_a_sigkill_during_staging_or_the_copy_back_leaves_no_partial_file_at_the_final_path_and_a_rerun_completes(
+def test_a_sigkill_during_the_job_staging_or_the_copy_back_leaves_no_partial_file_at_the_final_path_and_a_rerun_completes(
     route_repo, snakemake, tmp_path, node_disk, profile, kind, phase
 ):
     require_tools(kind)
@@ -215,23 +217,28 @@ def test_a_sigkill_during_staging_or_the_copy_back_leaves_no_partial_file_at_the
     grant_traverse(hold)
     (final,) = targets(kind, ["alpha"])
     at = ".scratch-partial-" if phase == "copy-back" else f"{repo.name}-scratch-"  # the final dir, or scratch
+    holding = {"CONTAINER_TEST_HOLD": str(hold)} if phase == "job" else {"SHADOW_ROUTE_TEST_HOLD": str(hold)}
     proc = start_snakemake(
         repo,
-        {**env, "SHADOW_ROUTE_TEST_HOLD": str(hold), "SHADOW_ROUTE_TEST_HOLD_AT": at},
+        {**env, **holding, "SHADOW_ROUTE_TEST_HOLD_AT": at},
         *run_args(repo, profile, [kind], ["alpha"]),
         log=tmp_path / "run.log",
     )
     try:
         held = poll(lambda: next(hold.glob("*.json"), None), deadline=300, proc=proc, log=tmp_path / "run.log")
         where = json.loads(held.read_text())
-        partial = Path(where["partial"])
+        if phase == "job":  # the command wrote its output whole, in the job's node-local scratch only
+            partial = Path(where["workdir"], final)
+            assert partial.is_relative_to(node_disk) and partial.is_file(), where
+        else:  # held in the middle of a copy
+            partial = Path(where["partial"])
+            assert 0 < partial.stat().st_size < where["size"], "killed in the middle of the copy"
         if phase == "copy-back":
             assert partial.parent == (repo / final).parent and partial.name.startswith(f".{Path(final).name}.scratch-")
-        else:
+        elif phase == "stage-in":
             assert partial.is_relative_to(node_disk) and partial.name == "alpha.txt", "the input's copy in scratch"
-        assert 0 < partial.stat().st_size < where["size"], "killed in the middle of the copy"
-        assert not (repo / final).exists(), "the final path has nothing while the copy runs"
-        os.kill(where["pid"], signal.SIGKILL)  # the job's own snakemake, the one copying
+        assert not (repo / final).exists(), "the final path has nothing yet"
+        os.kill(where["pid"], signal.SIGKILL)  # the job's own snakemake while copying, or the job's command
         code = proc.wait(timeout=300)
     finally:
         if proc.poll() is None:
