@@ -40,10 +40,12 @@ from slurm_cluster import OVERRIDES, SITE, configure_site, jobs_in, unavailable
 from test_benchmarks_smoke import DOC, run_benchmarks
 from test_cluster_sim_e2e import RULE_JOBS
 from test_rule_kinds import (
+    FAILURE,
     KINDS,
     add_examples,
     assert_each_job_worked_in_its_scratch,
     assert_ran_in_the_image_environment,
+    fail_r,
     files_under,
     job_records,
     require_tools,
@@ -139,9 +141,7 @@ def test_example_and_publish_on_slurm_match_the_local_run_in_fewer_grouped_sbatc
 def test_every_shadow_kind_works_in_node_local_scratch_in_one_slurm_group_job(render, tmp_path):
     """R script, notebook, wrapper and container rule (docs/rule-kinds.md, shadow_route: 'scratch') as the
     members of one group job on the real Slurm: each works in the node-local root the job resolved on its
-    node, says so itself, and its output comes back whole. A failed job of these kinds keeps its scratch by
-    the same policy as a shell job (tests/test_rule_kinds.py; on Slurm: the failing-job test of
-    tests/test_scratch_and_publish_e2e.py)."""
+    node, says so itself, and its output comes back whole (a failing one: the test below)."""
     kinds = [kind for kind, spec in KINDS.items() if spec.shadow]
     for kind in kinds:
         require_tools(kind)
@@ -168,6 +168,26 @@ def test_every_shadow_kind_works_in_node_local_scratch_in_one_slurm_group_job(re
     container = [r for r in records if r["rule"] == KINDS["container"].rule]
     assert_ran_in_the_image_environment(env, printed, container)
     assert "slurm" in run.output.lower()
+
+
+def test_a_failing_r_script_job_on_slurm_keeps_its_node_local_scratch_and_its_log_names_host_and_directory(
+    render, tmp_path
+):
+    """The failure case of the shadow kinds on the real Slurm (their route is the same for every kind: R here)."""
+    require_tools("r-script")
+    repo = render_site(render)
+    add_examples(repo)
+    fail_r(repo)
+    hand_over(repo, workflow_user())
+    (failing,) = targets("r-script", ["beta"])
+    failed = run_slurm(repo, tmp_path, failing, check=False)
+    assert failed.returncode != 0 and not (repo / failing).exists(), failed.output[-3000:]
+    (record,) = [r for r in job_records(repo) if r["status"] == "failed"]
+    assert record["root"] == scratch_root(repo, tmp_path / "node-scratch") and not record["removed"], record
+    assert (Path(record["dir"]) / failing).is_file(), "written before the failure, kept on the node"
+    log = (repo / "logs/word_lengths/beta.log").read_text()
+    assert FAILURE in log and f"KEPT for debugging: {record['dir']} (on host {record['host']})" in log, log
+    assert not [p for p in (repo / "results").rglob("*") if p.is_file()], "nothing under results/"
 
 
 def test_sbatch_options_match_the_profile(render, tmp_path):
