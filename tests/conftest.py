@@ -96,6 +96,12 @@ def missing_in_ci_fails(reason):
     pytest.skip(reason)
 
 
+def require_slurm():
+    """A test that needs the real Slurm: skipped without one locally, failed under REQUIRE_SLURM (CI)."""
+    if slurm_cluster.unavailable():
+        missing_in_ci_fails("no Slurm cluster reachable (start one with: sudo bash tests/slurm/up.sh)")
+
+
 def workflow_user(name=TEST_USER):
     """Name of the user the generated workflows run as: `name` under root, else None (the suite's own user)."""
     if not IS_ROOT:

@@ -38,8 +38,18 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import BIN, hand_over, isolated_env, missing_in_ci_fails, node_tmp, run_command, tool, workflow_user
-from slurm_cluster import OVERRIDES, SITE, configure_site, jobs_in, unavailable
+from conftest import (
+    BIN,
+    hand_over,
+    isolated_env,
+    missing_in_ci_fails,
+    node_tmp,
+    require_slurm,
+    run_command,
+    tool,
+    workflow_user,
+)
+from slurm_cluster import OVERRIDES, SITE, configure_site, jobs_in
 
 PORTS_DIR = Path(__file__).parent / "real_workflows"
 PORTS = sorted(p.parent.name for p in PORTS_DIR.glob("*/port.py"))
@@ -119,8 +129,7 @@ def assert_results_are_exactly(repo, planned):
 @pytest.mark.timeout(1800)
 @pytest.mark.parametrize("name", PORTS)
 def test_port_on_slurm_builds_exactly_its_final_outputs_and_publishes_a_verified_release(render, tmp_path, name):
-    if unavailable():
-        missing_in_ci_fails("no Slurm cluster reachable (start one with: sudo bash tests/slurm/up.sh)")
+    require_slurm()
     port, repo = ported(render, name, slurm=True)
     env = isolated_env(tmp_path, TEST_NODE_SCRATCH=str(node_tmp(tmp_path, "node-scratch")))  # the node's scratch
     user = workflow_user()

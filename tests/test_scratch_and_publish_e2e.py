@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import isolated_env, node_tmp, scratch_records, start_snakemake, tool
+from conftest import isolated_env, node_tmp, require_slurm, scratch_records, start_snakemake, tool
 
 # the contexts a scenario runs in: a parameter, not a file per context; the real Slurm's tests share one
 # xdist group (one cluster) and are marked so that `-m "not slurm"` leaves them out
@@ -116,9 +116,9 @@ def run_in_context(context, render, snakemake, tmp_path, *targets):
     """(repo, run, node): a fresh repository with the fault rules, `targets` built with profiles/<context>
     (not checked), and the directory the context's jobs take their node-local scratch from."""
     if context == "slurm":
-        from test_slurm import render_site, run_slurm, slurm_cluster_or_skip
+        from test_slurm import render_site, run_slurm
 
-        slurm_cluster_or_skip()
+        require_slurm()
         repo = render_site(render)
         add_fault_rules(repo)
         one_attempt = ["--retries", "0"]  # the profile's retry is pinned by the scancel test of test_slurm.py

@@ -27,8 +27,8 @@ from conftest import (
     hand_over,
     isolated_env,
     manifest_files,
-    missing_in_ci_fails,
     node_tmp,
+    require_slurm,
     results_bytes,
     run_command,
     scratch_records,
@@ -36,7 +36,7 @@ from conftest import (
     tool,
     workflow_user,
 )
-from slurm_cluster import OVERRIDES, SITE, configure_site, jobs_in, unavailable
+from slurm_cluster import OVERRIDES, SITE, configure_site, jobs_in
 from test_benchmarks_smoke import DOC, run_benchmarks
 from test_cluster_sim_e2e import RULE_JOBS
 from test_rule_kinds import (
@@ -59,15 +59,9 @@ from test_scratch_and_publish_e2e import add_fault_rules, wait_for
 pytestmark = [pytest.mark.slurm, pytest.mark.xdist_group("slurm"), pytest.mark.timeout(1200)]
 
 
-def slurm_cluster_or_skip():
-    """Skip (locally) or fail (under REQUIRE_SLURM, in CI) when no Slurm cluster answers."""
-    if unavailable():
-        missing_in_ci_fails("no Slurm cluster reachable (start one with: sudo bash tests/slurm/up.sh)")
-
-
 @pytest.fixture(scope="module", autouse=True)
 def slurm_cluster():
-    slurm_cluster_or_skip()
+    require_slurm()
 
 
 def cancel_all():

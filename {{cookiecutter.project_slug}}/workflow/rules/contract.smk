@@ -189,7 +189,7 @@ def takes_shadow_route(job_rule):
     return (
         SHADOW_ROUTE == "scratch"
         and job_rule.shadow_depth == "minimal"
-        and str(job_rule.snakefile).startswith(str(WORKFLOW_DIR))
+        and is_own_rule(job_rule)
     )
 
 
@@ -221,10 +221,13 @@ def check_shadow_filesystem():
 # --------------------------------------------------------------------------
 # every rule that writes under results/ takes a route (docs/rule-kinds.md)
 # --------------------------------------------------------------------------
+def is_own_rule(job_rule):
+    """Whether a rule is in this workflow's own files (not a host's, when used as a module)."""
+    return str(job_rule.snakefile).startswith(str(WORKFLOW_DIR))
+
+
 def own_rules():
-    """The rules of this workflow's own files (not a host's, when used as a module)."""
-    own = str(WORKFLOW_DIR)
-    return [each for each in workflow.rules if str(each.snakefile).startswith(own)]
+    return [each for each in workflow.rules if is_own_rule(each)]
 
 
 def under_results(path):
