@@ -1,11 +1,9 @@
-# Publishing is a deliberate, separate target that writes a verifiable release
-# of the published final outputs (FINAL_OUTPUTS in workflow/Snakefile) under publish/:
+# Publishing is a deliberate, separate target that writes a verifiable release of the
+# published final outputs (FINAL_OUTPUTS in workflow/Snakefile) under publish/:
 #   snakemake --profile profiles/<context> publish
 
 
-PUBLISH_SET = published_set(FINAL_OUTPUTS)
-check_routes()  # again in onstart, for rules included after this file
-report_stale_results()
+PUBLISH_SET = CONTRACT.published_set(FINAL_OUTPUTS)
 
 
 rule publish:
@@ -20,7 +18,7 @@ rule publish:
     # the rule (not localrules:) so that it holds under a module's rule prefix too
     localrule: True
     run:
-        publish_release(PUBLISH_SET, log[0])
+        CONTRACT.publish(PUBLISH_SET, log[0], SHEET.files_by_sample())
 
 
 # The current release's manifest, for the Snakemake report. Run after publish:
