@@ -74,6 +74,10 @@ class LiteralAnswers(Extension):
         # read on every new environment (not at import): cruft update renders two commits of
         # the template from one checkout in one process, and the module is imported once
         self.own = own_sources()
+        # cookiecutter.json's [key, value] pairs in its order (menus included) for hooks/pre_gen_project.py:
+        # a replay file or cruft hands the hook the answers only (Jinja's tojson sorts a dict's keys)
+        questions = json.loads(QUESTIONS_FILE.read_text(encoding="utf-8"))
+        environment.globals["template_questions"] = list(questions.items())
 
     def preprocess(self, source, name, filename=None):
         if name is None and not is_own(source, self.own):

@@ -11,21 +11,20 @@ import sys
 import unicodedata
 
 ANSWERS = json.loads({{cookiecutter | tojson | tojson}})
+# cookiecutter.json itself, in its order, as literal_answers.py (the template's Jinja extension) reads it
+QUESTIONS_FILE = dict(json.loads({{template_questions | tojson | tojson}}))
 
 # Cookiecutter renders this file with Jinja; the rest of it is plain Python, kept out of
 # that rendering (it names Jinja's own markup) by the raw block that ends on the last line.
 # {% raw %}
 
-# cookiecutter.json offers these as menus, and cookiecutter itself refuses a value outside the menu
-# given on the command line (ValueError, before this hook runs). They are checked again here for the
-# answers that reach the hook without that check: a replay file (cookiecutter --replay-file).
-CHOICES = {
-    "license": ("MIT", "BSD-3-Clause", "Apache-2.0", "none"),
-    "ci": ("github", "gitlab", "none"),
-}
-# yes/no questions (cookiecutter boolean variables): cookiecutter turns yes/no, true/false, y/n, 1/0,
-# on/off into a boolean; anything else reaching the hook (a replay file) is refused here.
-BOOLEANS = ("init_git",)
+# The order of the questions, cookiecutter.json's menus (list variables) and its yes/no questions (boolean
+# variables). Cookiecutter refuses a value outside a menu given on the command line and turns yes/no,
+# true/false, y/n, 1/0, on/off into a boolean before this hook runs; an answer from a replay file
+# (cookiecutter --replay-file) reaches the hook unchecked, so each is checked again here.
+QUESTIONS = [key for key in QUESTIONS_FILE if not key.startswith("_")]
+CHOICES = {key: tuple(value) for key, value in QUESTIONS_FILE.items() if isinstance(value, list)}
+BOOLEANS = tuple(key for key, value in QUESTIONS_FILE.items() if isinstance(value, bool))
 
 # Free-text answers land in generated code and text: the first line of workflow/Snakefile is
 # a comment holding project_name, author_name sits in a Python string in the post-generation
@@ -71,21 +70,6 @@ PATTERNS = {
     "version": (r"\d+\.\d+\.\d+(?:[-+][0-9A-Za-z.-]+)?", "a version like 0.1.0 (X.Y.Z)"),
     "python_version": (r"3\.(?:1[1-9]|[2-9][0-9])", "3.11 or a newer 3.x such as 3.12"),
 }
-
-
-# the order cookiecutter.json asks the questions in (tojson sorts the answers)
-QUESTIONS = [
-    "project_name",
-    "project_slug",
-    "description",
-    "author_name",
-    "author_email",
-    "version",
-    "license",
-    "python_version",
-    "ci",
-    "init_git",
-]
 
 
 def problems(answers):

@@ -110,9 +110,25 @@ def test_init_git_takes_yes_or_no_on_the_command_line(render, given, made):
     assert (render(init_git=given) / ".git").is_dir() == made
 
 
-def test_a_replay_file_with_a_value_outside_a_menu_is_refused_by_the_hook_with_one_line_each(tmp_path):
-    """A replay file reaches the hooks unchecked by cookiecutter: the hook names each bad choice."""
-    proc, _ = render_template(tmp_path, init_git="no")
+def template_copy(tmp_path):
+    """The template's files in a folder of the test's own."""
+    template = tmp_path / "template"
+    template.mkdir()
+    for name in ("cookiecutter.json", "literal_answers.py", "hooks", "{{cookiecutter.project_slug}}"):
+        source = Path(TEMPLATE) / name
+        (shutil.copytree if source.is_dir() else shutil.copy2)(source, template / name)
+    return template
+
+
+@pytest.mark.parametrize("ci_menu", [None, ["gitlab", "none"]], ids=["shipped-menus", "edited-menu"])
+def test_a_replay_file_with_a_value_outside_a_menu_is_refused_by_the_hook_with_one_line_each(tmp_path, ci_menu):
+    """A replay file reaches the hooks unchecked by cookiecutter: the hook names each bad choice, with the
+    menus cookiecutter.json has (a template that edits a menu needs no edit of the hook)."""
+    template = template_copy(tmp_path)
+    questions = json.loads((template / "cookiecutter.json").read_text())
+    questions["ci"] = ci_menu or questions["ci"]
+    (template / "cookiecutter.json").write_text(json.dumps(questions))
+    proc, _ = render_template(tmp_path, template=template, init_git="no", ci="none")
     assert proc.returncode == 0, proc.stderr
     (recorded,) = (tmp_path / "cc-replay").glob("*.json")
     replay = json.loads(recorded.read_text())
@@ -121,7 +137,7 @@ def test_a_replay_file_with_a_value_outside_a_menu_is_refused_by_the_hook_with_o
     edited.write_text(json.dumps(replay))
     out = tmp_path / "replayed"
     proc = subprocess.run(
-        [tool("cookiecutter"), str(TEMPLATE), "--replay-file", str(edited), "-o", str(out)],
+        [tool("cookiecutter"), str(template), "--replay-file", str(edited), "-o", str(out)],
         capture_output=True,
         text=True,
         env=isolated_env(tmp_path),
@@ -131,7 +147,7 @@ def test_a_replay_file_with_a_value_outside_a_menu_is_refused_by_the_hook_with_o
     errors = [ln for ln in proc.stderr.splitlines() if ln.startswith("ERROR: ")]
     assert errors == [
         "ERROR: license='GPL-3.0' is not allowed; choose one of: MIT, BSD-3-Clause, Apache-2.0, none",
-        "ERROR: ci='GitHub' is not allowed; choose one of: github, gitlab, none",
+        f"ERROR: ci='GitHub' is not allowed; choose one of: {', '.join(questions['ci'])}",
         "ERROR: init_git='y' is not allowed; answer yes or no (true or false in a replay file)",
     ], proc.stderr
     assert not out.exists() or not any(out.iterdir())
@@ -197,11 +213,7 @@ def test_first_commit_falls_back_to_the_author_answers_when_git_has_no_identity(
 
 
 def test_tool_caches_in_the_template_checkout_do_not_reach_the_generated_repository(tmp_path):
-    template = tmp_path / "template"
-    template.mkdir()
-    for name in ("cookiecutter.json", "literal_answers.py", "hooks", "{{cookiecutter.project_slug}}"):
-        source = Path(TEMPLATE) / name
-        (shutil.copytree if source.is_dir() else shutil.copy2)(source, template / name)
+    template = template_copy(tmp_path)
     project = template / "{{cookiecutter.project_slug}}"
     planted = ["workflow/scripts/__pycache__/scratch.cpython-311.pyc", ".pytest_cache/README.md"]
     planted += [".ruff_cache/CACHEDIR.TAG", ".snakemake/log/old.snakemake.log", "tests/stray.pyc"]
@@ -282,11 +294,7 @@ def test_every_bad_text_answer_is_reported_in_question_order(tmp_path):
 def test_markup_answer_given_through_cruft_is_refused_by_field(tmp_path):
     # cruft renders the template from its own clone, through cookiecutter's functions
     env = isolated_env(tmp_path)
-    template = tmp_path / "template"
-    template.mkdir()
-    for name in ("cookiecutter.json", "literal_answers.py", "hooks", "{{cookiecutter.project_slug}}"):
-        source = TEMPLATE / name
-        (shutil.copytree if source.is_dir() else shutil.copy2)(source, template / name)
+    template = template_copy(tmp_path)
     for args in (["init", "-q", "-b", "main"], ["add", "-A"], ["commit", "-q", "-m", "template"]):
         assert run_command(["git", "-c", "commit.gpgsign=false", *args], cwd=template, env=env).returncode == 0
     out = tmp_path / "projects"
