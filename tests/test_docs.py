@@ -238,16 +238,6 @@ def test_options_page_documents_exactly_the_cookiecutter_options():
     assert documented == keys, "docs/options.md lists the options in a different order than cookiecutter.json"
 
 
-def test_design_page_compares_with_each_alternative():
-    text = (TEMPLATE / "docs/design.md").read_text(encoding="utf-8")
-    titles = [heading.lower() for _, heading in headings(text)]
-    rows = [line.split("|")[1].lower() for _, line in prose_lines(text) if line.startswith("|") and line.count("|") > 2]
-    for alternative in ("shadow", "snakemake-storage-plugin-fs", "publishdir"):
-        assert any(alternative in t for t in titles), f"docs/design.md has no section on {alternative}"
-        assert any(alternative in r for r in rows), f"the comparison table in docs/design.md lacks {alternative}"
-    assert any("opinions" in t for t in titles), "docs/design.md states its opinions"
-
-
 def test_statements_split_paragraphs_and_table_rows():
     text = "a\nb\n\n| h | v |\n| --- | --- |\n| x | 1 |\n\n```\ncode 1\n```\nc\n- d\n  e\n1. f\n"
     assert list(statements(text)) == [(1, "a b"), (6, "| h | v | | x | 1 |"), (11, "c"), (12, "- d e"), (14, "1. f")]
@@ -337,24 +327,6 @@ def test_render_docs_check_says_in_one_line_without_a_traceback_that_the_job_gra
 
 
 # Ways of saying that a reader of results/ keeps seeing the old file while a rerun replaces it.
-OLD_FILE_CLAIM = re.compile(r"\bold (?:complete )?file (?:or|stays)|\bsees the old file", re.I)
-
-
-def test_no_doc_says_a_rerun_keeps_the_old_result_file_readable(render):
-    """Snakemake deletes a job's outputs when the job starts: during a rerun the file is absent."""
-    repo = render()
-    files = [(TEMPLATE, md) for md in TEMPLATE_DOCS] + [(repo, md) for md in markdown_files(repo, {".git"})]
-    claims = [
-        f"{md.relative_to(root)}:{lineno}: {text[:200]}"
-        for root, md in files
-        for lineno, text in statements(md.read_text(encoding="utf-8"))
-        if OLD_FILE_CLAIM.search(text)
-    ]
-    assert claims == []
-    design = (TEMPLATE / "docs/design.md").read_text(encoding="utf-8")
-    assert "during a rerun the file is absent" in design and "after a failed rerun it stays absent" in design
-
-
 def test_a_failed_rerun_leaves_the_result_absent_and_publish_current_whole(published_example, snakemake, tmp_path):
     """What design.md says a reader sees: a failed rerun removes the old result; publish/current stays."""
     repo = published_example
@@ -373,32 +345,3 @@ def test_a_failed_rerun_leaves_the_result_absent_and_publish_current_whole(publi
         user=workflow_user(),
     )
     assert verify.returncode == 0, repr(verify)
-
-
-# Records of past measurements, which name the modes that were measured then.
-MEASUREMENT_RECORDS = {"docs/performance.md", "benchmarks/findings.md"}
-# a statement on hard links names the releases they join, and never links a release to results/
-LINKED_RELEASES = r"(earlier|intact|existing|kept|other) releases?|each other|between releases"
-LINKED_TO_RESULTS = r"hard-?link\w* (to|from|into|with) (the )?`?results/"
-
-
-def test_docs_describe_releases_as_checksummed_copies_linked_only_to_releases_and_keep_snakemake_records(render):
-    """Releases are copies of results/ with MANIFEST.json and SHA256SUMS; a hard link is only ever between
-    releases (an unchanged file), never to results/. Publish needs Snakemake's records, so no doc may call
-    .snakemake/ disposable."""
-    repo = render()
-    files = [(TEMPLATE, md) for md in TEMPLATE_DOCS if md.relative_to(TEMPLATE).as_posix() not in MEASUREMENT_RECORDS]
-    files += [(repo, md) for md in markdown_files(repo, {".git"})]
-    wrong = [
-        f"{md.relative_to(root)}:{lineno}: {text[:200]}"
-        for root, md in files
-        for lineno, text in statements(md.read_text(encoding="utf-8"))
-        if (re.search(r"hard-?link", text, re.I) and not re.search(LINKED_RELEASES, text))
-        or re.search(LINKED_TO_RESULTS, text, re.I)
-        or (".snakemake/`" in text and re.search(r"(?<!not )disposable|safe to delete \| .*\| when no run", text))
-    ]
-    assert wrong == []
-    for page in (repo / "docs/operations.md", TEMPLATE / "docs/design.md"):
-        text = page.read_text(encoding="utf-8")
-        for fact in ("SHA256SUMS", "reflink", "--forceall", "git_dirty", "not disposable", "damaged"):
-            assert fact in text, f"{page.name} does not say {fact}"

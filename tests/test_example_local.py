@@ -80,7 +80,7 @@ def test_run_without_a_profile_stops_before_any_job_and_names_the_repositorys_co
     run = snakemake(repo, "--cores", "1", check=False)
     assert run.returncode != 0
     assert "No operating context" in run.output
-    assert "--profile profiles/<context>, one of: ci, cluster-sim, local, site-b, slurm" in run.output, run.output
+    assert "--profile profiles/<context>, one of: local, ci, slurm, cluster-sim, site-b" in run.output, run.output
     assert not (repo / "results").exists() and not (repo / "publish").exists()
 
 

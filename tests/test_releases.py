@@ -63,19 +63,6 @@ def test_writing_a_result_in_place_does_not_change_the_published_release(publish
     assert publish_py(repo, "verify").returncode == 0
 
 
-def test_publish_replaces_a_damaged_current_release_instead_of_calling_it_unchanged(published_example, snakemake):
-    repo = published_example
-    damaged = (repo / "publish/current").resolve()
-    os.chmod(damaged, 0o755)
-    (damaged / "report.html").unlink()
-    assert publish_py(repo, "verify").returncode == 1
-    again = snakemake(repo, *LOCAL, "publish")
-    assert "results unchanged" not in again.output
-    assert f"damaged release not reused: {damaged.name}: missing: report.html" in again.output
-    assert (repo / "publish/current").resolve() != damaged
-    assert publish_py(repo, "verify").returncode == 0
-
-
 def test_publish_refuses_results_snakemake_has_no_record_of(published_example, snakemake):
     repo = published_example
     current = (repo / "publish/current").resolve()

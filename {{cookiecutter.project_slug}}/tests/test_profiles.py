@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from contract import contexts, load_profile  # workflow/vendor/contract.py
 
 from scratch import POLICY as SCRATCH_SETTINGS  # the policy settings and their values, defined by the mechanism
 from shadow_route import POLICY as SHADOW_SETTINGS
@@ -15,7 +16,7 @@ from shadow_route import POLICY as SHADOW_SETTINGS
 POLICY = {**SCRATCH_SETTINGS, **SHADOW_SETTINGS}
 
 REPO = Path(__file__).resolve().parents[1]
-CONTEXTS = sorted(p.parent.name for p in (REPO / "profiles").glob("*/config.yaml"))
+CONTEXTS = contexts(REPO)
 
 # Settings that change what a run computes or which files it makes: meaning, never policy.
 MEANING_KEYS = {
@@ -44,7 +45,7 @@ SCRATCH_POLICY = ("tmpdir", *POLICY)
 
 
 def profile(context):
-    return yaml.safe_load((REPO / "profiles" / context / "config.yaml").read_text()) or {}
+    return load_profile(context, REPO)
 
 
 def test_there_are_contexts():

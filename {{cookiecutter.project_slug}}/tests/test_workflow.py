@@ -13,17 +13,13 @@ import sys
 from pathlib import Path
 
 import pytest
-import yaml
 from conftest import copy_workflow
+from contract import contexts, load_profile  # workflow/vendor/contract.py
 from volatile_outputs import VOLATILE
 
 REPO = Path(__file__).resolve().parents[1]
-CONTEXTS = sorted(p.parent.name for p in (REPO / "profiles").glob("*/config.yaml"))
-LOCAL_CONTEXTS = [
-    c
-    for c in CONTEXTS
-    if yaml.safe_load((REPO / "profiles" / c / "config.yaml").read_text()).get("executor", "local") == "local"
-]
+CONTEXTS = contexts(REPO)
+LOCAL_CONTEXTS = [c for c in CONTEXTS if load_profile(c, REPO).get("executor", "local") == "local"]
 
 
 def final_outputs(repo, run_snakemake):

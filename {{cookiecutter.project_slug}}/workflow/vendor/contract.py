@@ -43,6 +43,22 @@ RUNS_RECORD = Path(".snakemake/contract/runs.jsonl")  # which context each run u
 FINAL_OUTPUTS_HOME = "FINAL_OUTPUTS in workflow/Snakefile"
 
 
+# The contexts the template ships, in the order docs list them; a team's own contexts follow, sorted.
+SHIPPED_CONTEXTS = ("local", "ci", "slurm", "cluster-sim")
+
+
+def contexts(repo=".") -> list[str]:
+    """Every operating context: a directory with a ``profiles/<name>/config.yaml``, nothing to register."""
+    found = {path.parent.name for path in Path(repo, "profiles").glob("*/config.yaml")}
+    return [c for c in SHIPPED_CONTEXTS if c in found] + sorted(found - set(SHIPPED_CONTEXTS))
+
+
+def load_profile(context, repo=".") -> dict:
+    import yaml
+
+    return yaml.safe_load(Path(repo, "profiles", context, "config.yaml").read_text(encoding="utf-8")) or {}
+
+
 def _error(message):
     from snakemake.exceptions import WorkflowError
 
@@ -109,10 +125,9 @@ class Contract:
         self.missing_policy = [
             name for name in (*SCRATCH_POLICY[1:], *shadow_route.POLICY) if policy is None or name not in policy
         ]
-        contexts = sorted(p.parent.name for p in Path("profiles").glob("*/config.yaml"))
         self.no_context = (
             f"No operating context: the scratch policy ({', '.join(self.missing_policy)}) comes from a profile. "
-            f"Run with --profile profiles/<context>, one of: {', '.join(contexts)}; see docs/operations.md."
+            f"Run with --profile profiles/<context>, one of: {', '.join(contexts())}; see docs/operations.md."
         )
         if self.missing_policy:
             print(f"NOTE: {self.no_context} Linting and dry runs need none.", file=sys.stderr)

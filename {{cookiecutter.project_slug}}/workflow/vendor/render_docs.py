@@ -25,10 +25,9 @@ import textwrap
 from pathlib import Path
 
 import yaml
+from contract import contexts, load_profile  # this folder's contract.py: the contexts, found once
 
 REPO = Path(__file__).resolve().parents[2]
-# The contexts the template ships, in the order the table lists them; a team's own contexts follow, sorted.
-SHIPPED_CONTEXTS = ("local", "ci", "slurm", "cluster-sim")
 MARKER = re.compile(
     r"(<!-- BEGIN GENERATED: (?P<name>[\w-]+)[^>]*-->\n)(?P<body>.*?)(<!-- END GENERATED: (?P=name) -->)", re.S
 )
@@ -39,16 +38,6 @@ def _unquote(value) -> str:
     if len(text) >= 2 and text[0] == text[-1] and text[0] in "'\"":
         return text[1:-1]
     return text
-
-
-def contexts() -> list[str]:
-    """Every context with a ``profiles/<name>/config.yaml``: the shipped ones first, then the others sorted."""
-    found = {path.parent.name for path in (REPO / "profiles").glob("*/config.yaml")}
-    return [c for c in SHIPPED_CONTEXTS if c in found] + sorted(found - set(SHIPPED_CONTEXTS))
-
-
-def load_profile(context: str) -> dict:
-    return yaml.safe_load((REPO / "profiles" / context / "config.yaml").read_text()) or {}
 
 
 def _log_locations(profile: dict) -> str:
@@ -66,8 +55,8 @@ def contexts_table() -> str:
         "| retries | rerun-incomplete | keep-going | logs |",
         "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
-    for context in contexts():
-        p = load_profile(context)
+    for context in contexts(REPO):
+        p = load_profile(context, REPO)
         res = p.get("default-resources", {}) or {}
         jobs = p.get("jobs", p.get("cores", ""))
         rows.append(
@@ -76,7 +65,7 @@ def contexts_table() -> str:
             f"| {p.get('latency-wait', 5)} | {p.get('retries', 0)} | {str(p.get('rerun-incomplete', False)).lower()} "
             f"| {str(p.get('keep-going', False)).lower()} | {_log_locations(p)} |"
         )
-    if "slurm" not in contexts():
+    if "slurm" not in contexts(REPO):
         return "\n".join(rows) + "\n"
     rows += ["", *site_settings_table()]
     return "\n".join(rows) + "\n"
@@ -94,7 +83,7 @@ SITE_SETTINGS = (
 
 def site_settings_table() -> list[str]:
     """The Slurm profile's site settings as they stand; a commented-out (absent) one reads "not set"."""
-    profile = load_profile("slurm")
+    profile = load_profile("slurm", REPO)
     rows = [
         "Site settings of `profiles/slurm/config.yaml` (the lines marked `site setting`; they ship commented out "
         "or with safe defaults: edit them for your cluster, then rerun `python workflow/vendor/render_docs.py`):",
@@ -112,9 +101,9 @@ def site_settings_table() -> list[str]:
 
 def slurm_status_checks() -> str:
     """What the Slurm profile's status-check wait costs short jobs, with the profile's own number."""
-    if "slurm" not in contexts():
+    if "slurm" not in contexts(REPO):
         return "This repository has no `profiles/slurm`.\n"
-    wait = load_profile("slurm").get("slurm-init-seconds-before-status-checks")
+    wait = load_profile("slurm", REPO).get("slurm-init-seconds-before-status-checks")
     setting = (
         f"`profiles/slurm` sets `slurm-init-seconds-before-status-checks: {wait}`, so checks come {wait} s apart"
         if wait is not None
@@ -125,7 +114,7 @@ def slurm_status_checks() -> str:
     grouping = (
         "So `profiles/slurm` groups short jobs into few scheduler jobs (`groups`, `group-components`; "
         "`--groups none=none` turns that off for one run)."
-        if load_profile("slurm").get("groups")
+        if load_profile("slurm", REPO).get("groups")
         else "For such work, group short jobs into few scheduler jobs (`groups` and `group-components` in "
         "`profiles/slurm`)."
     )
