@@ -1,6 +1,5 @@
-"""Releases in the standard formats others read: an RO-Crate (Workflow Run Crate profile) checked by
-roc-validator, a SHA256SUMS that coreutils' sha256sum -c agrees on with publish.py verify, and the
-citation metadata (CITATION.cff) checked by cffconvert. Real cookiecutter, real snakemake CLI."""
+"""Releases in the standard formats others read: an RO-Crate (Workflow Run Crate) that roc-validator accepts,
+a SHA256SUMS that coreutils' sha256sum checks, and a CITATION.cff that cffconvert validates."""
 
 import email.message
 import hashlib
@@ -21,57 +20,41 @@ import requests.sessions
 import yaml
 from conftest import isolated_env, load_json, run_command
 
-# The validator's profile for Workflow Run Crate 0.5 (it includes Process Run Crate 0.5, Workflow
-# RO-Crate 1.0 and RO-Crate 1.1) and the severity checked: its MUST and SHOULD requirements.
+# roc-validator's profile (with Process Run Crate 0.5, Workflow RO-Crate 1.0, RO-Crate 1.1): its MUSTs and SHOULDs
 PROFILE = "workflow-run-crate-0.5"
 SEVERITY = "RECOMMENDED"
-# SHOULDs a release meets once the project says what the template cannot know, in CITATION.cff: a
-# repository URL (repository-code, or the git remote origin) is the workflow's url, an author's website
-# that author's url, the first contact organisation the release's publisher.
+# SHOULDs met once CITATION.cff has a repository URL, an author's website and a contact organisation (the publisher)
 NEEDS_PROJECT_DATA = {
     "process-run-crate-0.5_3.2": "The Application SHOULD have a url",
     "ro-crate-1.1_31.2": "The organization SHOULD have a URL.",
     "ro-crate-1.1_22.3": "The `publisher` property of a `Root Data Entity` SHOULD be an `Organization`",
 }
-# The SHOULD no release meets honestly. The main workflow's @id is its copy's path in the release:
-# Workflow RO-Crate wants that file in the crate (checked at REQUIRED, by fetching an absolute URL),
-# so it cannot also be the absolute URI Process Run Crate asks of SoftwareSourceCode
-# (roc-validator issue 51).
-UNMET = {
-    "process-run-crate-0.5_5.1": "The SoftwareApplication id SHOULD be an absolute URI",
-}
+# never met: the main workflow's @id is its copy's path in the release, as Workflow RO-Crate requires, so
+# it cannot be the absolute URI Process Run Crate asks for (roc-validator issue 51)
+UNMET = {"process-run-crate-0.5_5.1": "The SoftwareApplication id SHOULD be an absolute URI"}
 CRATE_CONTEXT = "https://w3id.org/ro/crate/1.1/context"
 CFFCONVERT = "cffconvert==2.0.0"
 
 
-# --------------------------------------------------------------------------
-# roc-validator, offline
-# --------------------------------------------------------------------------
-def offline_contexts():
-    """The JSON-LD contexts a crate names, served from the installed rocrate package.
-
-    Tests have no network, and roc-validator fetches the crate's @context twice: through rdflib
-    (urllib) to read the graph and through requests to check it. rocrate 0.15.1 ships the RO-Crate
-    1.1 context document; anything else is refused, so a crate naming another context fails.
-    """
+def assert_unmet(release, monkeypatch, expected):
+    """roc-validator's issues with ``release`` are exactly the SHOULDs in ``expected``, and no MUST. Offline: the
+    crate's @context (fetched by urllib and requests) is the RO-Crate 1.1 context the rocrate package ships."""
     document = importlib.resources.files("rocrate").joinpath("data/ro-crate.jsonld").read_bytes()
     assert json.loads(document)["@id"] == CRATE_CONTEXT, "the pinned rocrate no longer ships the 1.1 context"
-    return {CRATE_CONTEXT: document}
 
-
-def validate_crate(release, monkeypatch):
-    """roc-validator's verdict on ``release``: (passed, [(severity, check, message)])."""
-    documents = offline_contexts()
+    def served(url, refusal):
+        if url != CRATE_CONTEXT:
+            raise refusal(f"no network in tests: {url}")
+        return document
 
     class LocalContexts(urllib.request.BaseHandler):
         handler_order = 100  # before the network handlers
 
         def https_open(self, req):
-            if req.full_url not in documents:
-                raise urllib.error.URLError(f"no network in tests: {req.full_url}")
             headers = email.message.Message()
             headers["Content-Type"] = "application/ld+json"
-            response = urllib.response.addinfourl(io.BytesIO(documents[req.full_url]), headers, req.full_url, 200)
+            body = io.BytesIO(served(req.full_url, urllib.error.URLError))
+            response = urllib.response.addinfourl(body, headers, req.full_url, 200)
             response.msg = "OK"
             return response
 
@@ -79,10 +62,9 @@ def validate_crate(release, monkeypatch):
 
     class LocalContextAdapter(requests.adapters.HTTPAdapter):
         def send(self, request, **kwargs):
-            if request.url not in documents:
-                raise requests.ConnectionError(f"no network in tests: {request.url}")
             response = requests.Response()
-            response.status_code, response._content, response.url = 200, documents[request.url], request.url
+            response.status_code, response.url = 200, request.url
+            response._content = served(request.url, requests.ConnectionError)
             response.request = request
             response.headers["Content-Type"] = "application/ld+json"
             return response
@@ -97,16 +79,8 @@ def validate_crate(release, monkeypatch):
         requirement_severity=models.Severity[SEVERITY],
         no_cache=True,
     )
-    result = services.validate(settings)
-    issues = [(str(i.severity), i.check.identifier, i.message) for i in result.get_issues()]
-    return result.passed(), issues
-
-
-def unmet(issues, expected):
-    """Assert that the validator's ``issues`` are exactly the SHOULDs in ``expected``, and no MUST."""
-    assert {(severity, check, message) for severity, check, message in issues} == {
-        ("Severity.RECOMMENDED", check, message) for check, message in expected.items()
-    }, f"roc-validator -p {PROFILE} -l {SEVERITY}: {issues}"
+    issues = {(str(i.severity), i.check.identifier, i.message) for i in services.validate(settings).get_issues()}
+    assert issues == {("Severity.RECOMMENDED", *item) for item in expected.items()}, f"{PROFILE} -l {SEVERITY}"
 
 
 def entities(crate):
@@ -121,41 +95,39 @@ def sha256(path):
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
 
-# --------------------------------------------------------------------------
-# the crate of a real release
-# --------------------------------------------------------------------------
-def test_published_release_is_a_workflow_run_crate_that_roc_validator_accepts(render, snakemake, monkeypatch):
+def assert_sha256sum_ok(release, names):
+    """coreutils' sha256sum -c accepts the release's SHA256SUMS, which covers ``names``."""
+    check = subprocess.run(["sha256sum", "--strict", "-c", "SHA256SUMS"], cwd=release, capture_output=True, text=True)
+    assert check.returncode == 0 and {f"{n}: OK" for n in names} <= set(check.stdout.splitlines()), check
+
+
+def test_a_release_records_its_provenance_and_is_a_workflow_run_crate_that_roc_validator_accepts(
+    render, snakemake, monkeypatch
+):
+    """Also: publishing from a git work tree with uncommitted changes is recorded and warned about."""
     repo = render(init_git="yes", project_name='Crate "Check" 🚀', version="1.2.3")
     snakemake(repo, "--profile", "profiles/local")
-    snakemake(repo, "--profile", "profiles/local", "publish")
+    assert "uncommitted changes" not in snakemake(repo, "--profile", "profiles/local", "publish").output
     release = (repo / "publish/current").resolve()
     manifest = load_json(release / "MANIFEST.json")
     crate = load_json(release / "ro-crate-metadata.json")
-    size = (release / "ro-crate-metadata.json").stat().st_size
-    print(f"ro-crate-metadata.json: {size} bytes for {len(manifest['files'])} published files")
-
-    # the template's defaults: no repository URL yet, an author without a website
-    unmet(validate_crate(release, monkeypatch)[1], NEEDS_PROJECT_DATA | UNMET)
-
+    assert_unmet(release, monkeypatch, NEEDS_PROJECT_DATA | UNMET)  # the defaults: no repository URL, no website
     graph = entities(crate)
     assert crate["@context"][0] == CRATE_CONTEXT
     root = graph["./"]
-    assert {p["@id"] for p in as_list(root["conformsTo"])} >= {
-        "https://w3id.org/ro/wfrun/workflow/0.5",
-        "https://w3id.org/ro/wfrun/process/0.5",
-        "https://w3id.org/workflowhub/workflow-ro-crate/1.0",
-    }
+    profiles = ("ro/wfrun/workflow/0.5", "ro/wfrun/process/0.5", "workflowhub/workflow-ro-crate/1.0")
+    assert {p["@id"] for p in as_list(root["conformsTo"])} >= {f"https://w3id.org/{p}" for p in profiles}
     provenance = manifest["provenance"]
+    assert provenance["git_dirty"] is False and len(provenance["git_commit"]) == 40 and provenance["context"] == "local"
+    assert len(provenance["config_sha256"]) == 64 and provenance["snakemake_version"].startswith("9.")
     workflow = graph[root["mainEntity"]["@id"]]
     assert workflow["name"] == 'Crate "Check" 🚀' and workflow["version"] == "1.2.3" == provenance["workflow_version"]
     assert graph[workflow["identifier"]["@id"]]["value"] == provenance["git_commit"] is not None
     assert graph[workflow["programmingLanguage"]["@id"]]["version"] == provenance["snakemake_version"]
     assert (release / workflow["@id"]).read_bytes() == (repo / "workflow/Snakefile").read_bytes()
     assert graph["https://spdx.org/licenses/MIT"]["identifier"] == "MIT"
-
     run = graph["#run"]
-    assert run["instrument"]["@id"] == workflow["@id"]
-    assert run["startTime"] <= run["endTime"]
+    assert run["instrument"]["@id"] == workflow["@id"] and run["startTime"] <= run["endTime"]
     made_at = sorted(e["made_at"] for e in manifest["files"])
     assert run["endTime"].replace("+00:00", "Z") == re.sub(r"\.\d+Z$", "Z", made_at[-1])
     objects = [graph[o["@id"]] for o in as_list(run["object"])]
@@ -163,8 +135,7 @@ def test_published_release_is_a_workflow_run_crate_that_roc_validator_accepts(re
     assert graph["#operating-context"]["value"] == "local"
     sheet = graph["config/samples.tsv"]  # small: included, and listed by checksum
     assert sheet in objects and sheet["sha256"] == sha256(repo / "config/samples.tsv") == sha256(release / sheet["@id"])
-    # the sample files the sheet names: inputs of the run, by path, size and checksum
-    inputs = {o["name"]: o for o in objects if o["@id"].startswith("#sample-file-")}
+    inputs = {o["name"]: o for o in objects if o["@id"].startswith("#sample-file-")}  # the files the sheet names
     assert sorted(inputs) == sorted(f"data/inputs/{sample}.txt" for sample in ("alpha", "beta", "gamma"))
     for path, described in inputs.items():
         assert described["@type"] == "File" and described["encodingFormat"] == "text/plain"
@@ -177,46 +148,43 @@ def test_published_release_is_a_workflow_run_crate_that_roc_validator_accepts(re
     assert readme["about"]["@id"] == "./" and readme["encodingFormat"] == "text/markdown"
     assert "sha256sum -c SHA256SUMS" in (release / "README.md").read_text()
     # every published file is a result, with its size and sha256, and nothing else is
-    results = {r["@id"] for r in as_list(run["result"])}
-    assert results == {e["path"] for e in manifest["files"]}
+    assert {r["@id"] for r in as_list(run["result"])} == {e["path"] for e in manifest["files"]}
     for entry in manifest["files"]:
         described = graph[entry["path"]]
         assert described["@type"] == "File"
         assert int(described["contentSize"]) == entry["size"] == (release / entry["path"]).stat().st_size
         assert described["sha256"] == entry["sha256"] == sha256(release / entry["path"])
-    # SHA256SUMS (and so the release name and verify) covers the crate and the copies it holds
-    sums = dict(reversed(line.split("  ", 1)) for line in (release / "SHA256SUMS").read_text().splitlines())
-    for name in ("ro-crate-metadata.json", "README.md", "workflow/Snakefile", "config/samples.tsv"):
-        assert sums[name] == sha256(release / name), name
-
-    # docs/releasing.md: a version bump reaches MANIFEST.json and the crate with the next release
-    # and once CITATION.cff says where the repository is, the author's website and the lab that publishes
-    # (docs/releasing.md), the crate says so too
+    # SHA256SUMS (so the release name and verify) covers the crate and the copies it holds
+    assert_sha256sum_ok(release, ["ro-crate-metadata.json", "README.md", "workflow/Snakefile", "config/samples.tsv"])
+    # docs/releasing.md: a version bump, the repository's URL, an author's website and the publishing lab
+    # in CITATION.cff (uncommitted) reach the next release; a sample sheet over the size limit is recorded by checksum
     citation = repo / "CITATION.cff"
     text = citation.read_text().replace("version: '1.2.3'", "version: '1.3.0'")
     text = text.replace("    email:", "    website: 'https://lab.example.org'\n    email:", 1)
     text += "repository-code: 'https://git.example.org/lab/crate-check'\n"
     citation.write_text(text + "contact:\n  - name: 'Genomics Lab'\n    website: 'https://lab.example.org'\n")
-    snakemake(repo, "--profile", "profiles/local", "--config", "top_words=2")
-    snakemake(repo, "--profile", "profiles/local", "publish", "--config", "top_words=2")
+    config = ("--config", "top_words=2", "release_sample_sheet_max_bytes=0")
+    snakemake(repo, "--profile", "profiles/local", *config)
+    assert "uncommitted changes" in snakemake(repo, "--profile", "profiles/local", "publish", *config).output
     newer = (repo / "publish/current").resolve()
     assert newer != release
-    assert load_json(newer / "MANIFEST.json")["provenance"]["workflow_version"] == "1.3.0"
+    new_provenance = load_json(newer / "MANIFEST.json")["provenance"]
+    assert new_provenance["workflow_version"] == "1.3.0" and new_provenance["git_dirty"] is True
     new_crate = entities(load_json(newer / "ro-crate-metadata.json"))
     new_workflow = new_crate[new_crate["./"]["mainEntity"]["@id"]]
     assert new_workflow["version"] == "1.3.0" and new_workflow["url"] == "https://git.example.org/lab/crate-check"
     assert new_crate["#author-1"]["url"] == "https://lab.example.org"
     publisher = new_crate[new_crate["./"]["publisher"]["@id"]]
     assert publisher["@type"] == "Organization" and publisher["name"] == "Genomics Lab"
-    unmet(validate_crate(newer, monkeypatch)[1], UNMET)
+    assert not (newer / "config/samples.tsv").exists()
+    assert new_crate["#sample-sheet"]["value"] == sha256(repo / "config/samples.tsv")
+    assert_sha256sum_ok(newer, ["ro-crate-metadata.json", "MANIFEST.json"])
+    assert_unmet(newer, monkeypatch, UNMET)
 
 
-# Each file's encodingFormat by its extension: (media type, EDAM format, its name). The media type is
-# the one Python's mimetypes has registered (on Debian: /etc/mime.types from media-types), else
-# application/octet-stream: VCF, BAM, SAM and BED have none (.vcf, .bed and .sam are registered for
-# vCard, RealVNC and Lotus WordPro, not for the EDAM formats of those names). The EDAM format is the one
-# the edam-ontology package names by the extension; a .gz file is gzip holding the EDAM format of the
-# file inside; EDAM has no format for .txt or .fa.
+# encodingFormat by extension: (media type, EDAM format, its name). The media type is Python's mimetypes' (on
+# Debian /etc/mime.types), else application/octet-stream: .vcf, .bed and .sam are registered for other formats;
+# the EDAM format is the edam-ontology package's for the extension (for .gz, of the file inside; none for .txt).
 EDAM = "http://edamontology.org/"
 EXPECTED_FORMATS = {
     "calls.vcf": ("application/octet-stream", "format_3016", "VCF"),
@@ -292,23 +260,7 @@ def test_a_release_types_its_files_and_lists_the_sample_files_with_checksums_up_
     )
     assert len(run_inputs) == 3 + 2  # and the configuration's two values (#config, #operating-context)
     # the EDAM formats add no issue: RO-Crate 1.1 checks encodingFormat for a media type and a WebSite
-    unmet(validate_crate(release, monkeypatch)[1], NEEDS_PROJECT_DATA | UNMET)
-
-
-def test_a_sheet_over_the_size_limit_is_recorded_by_checksum_and_sha256sum_checks_the_crate(
-    render, snakemake, tmp_path
-):
-    # tampering, for verify and sha256sum alike: test_publish_mechanism.py::test_verify_and_sha256sum_agree
-    repo = render()
-    snakemake(repo, "--profile", "profiles/local", "--config", "release_sample_sheet_max_bytes=0")
-    snakemake(repo, "--profile", "profiles/local", "publish", "--config", "release_sample_sheet_max_bytes=0")
-    release = (repo / "publish/current").resolve()
-    assert not (release / "config/samples.tsv").exists()
-    graph = entities(load_json(release / "ro-crate-metadata.json"))
-    assert graph["#sample-sheet"]["value"] == sha256(repo / "config/samples.tsv")
-    coreutils = run_command(["sha256sum", "--strict", "-c", "SHA256SUMS"], cwd=release, env=isolated_env(tmp_path))
-    assert coreutils.returncode == 0, coreutils
-    assert {"ro-crate-metadata.json: OK", "MANIFEST.json: OK"} <= set(coreutils.stdout.splitlines())
+    assert_unmet(release, monkeypatch, NEEDS_PROJECT_DATA | UNMET)
 
 
 @pytest.fixture(scope="module")
@@ -316,12 +268,8 @@ def cffconvert(tmp_path_factory):
     """cffconvert in a venv of its own: it pins jsonschema<4, which the workflows' Snakemake cannot use."""
     venv = tmp_path_factory.mktemp("cffconvert") / "venv"
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=300)
-    install = subprocess.run(
-        [str(venv / "bin/python"), "-m", "pip", "install", "--quiet", CFFCONVERT],
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
+    pip = [str(venv / "bin/python"), "-m", "pip", "install", "--quiet", CFFCONVERT]
+    install = subprocess.run(pip, capture_output=True, text=True, timeout=600)
     assert install.returncode == 0, install.stdout + install.stderr
     return str(venv / "bin/cffconvert")
 
@@ -347,9 +295,7 @@ def test_citation_cff_is_valid_and_holds_the_answers_verbatim(render, tmp_path, 
     check = run_command([cffconvert, "--validate"], cwd=repo, env=isolated_env(tmp_path), timeout=120)
     assert check.returncode == 0 and "valid" in check.output.lower(), repr(check)
     cff = yaml.safe_load((repo / "CITATION.cff").read_text(encoding="utf-8"))
-    assert cff["title"] == expected["project_name"]
-    assert cff["authors"][0]["name"] == expected["author_name"]
-    assert cff["version"] == expected["version"]
+    assert (cff["title"], cff["authors"][0]["name"], cff["version"]) == tuple(expected.values())
     assert cff.get("license") == (None if answers.get("license") == "none" else "MIT")
     changelog = (repo / "CHANGELOG.md").read_text(encoding="utf-8")
     assert re.findall(r"^## (\S+)$", changelog, re.M) == ["Unreleased", expected["version"]]
