@@ -1,12 +1,5 @@
-"""Job grouping as profile policy: profiles/cluster-sim and profiles/slurm run short per-sample jobs
-together in fewer scheduler jobs, with the same results and the same scratch guarantees.
-
-The grouped runs of the example are the end-to-end tests of each context (tests/test_cluster_sim_e2e.py,
-tests/test_slurm.py): both profiles group by default, and those tests check the fewer scheduler jobs and
-the results of a local run. Here: a failing group member, and grouping turned off for one run. A grouped
-failure is made real by dropping one extra rule file into the rendered workflow (as the scratch
-tests do) and naming its rule in the rendered profile's `groups:`, as a team adding a rule would.
-"""
+"""Job grouping, policy of profiles/cluster-sim and profiles/slurm (their end-to-end tests check the fewer scheduler
+jobs): a failing member of a group job, a rule added to the profile's per-sample group; grouping off for one run."""
 
 import re
 import subprocess
@@ -22,56 +15,39 @@ pytestmark = pytest.mark.timeout(900)
 FAILING_MEMBER = """
 
 rule failing_member:
-    input:
-        "work/tokens/{sample}.tokens",
-    output:
-        "results/failing_member/{sample}.txt",
-    log:
-        "logs/failing_member/{sample}.log",
-    shell:
-        scratch("exec 2> {log:q}; head -n 2 {input:q} > {output:q}; echo boom >&2; exit 7")
+    input: "work/tokens/{sample}.tokens"
+    output: "results/failing_member/{sample}.txt"
+    log: "logs/failing_member/{sample}.log"
+    shell: scratch("exec 2> {log:q}; head -n 2 {input:q} > {output:q}; echo boom >&2; exit 7")
 """
-
-
-def add_grouped_failing_rule(repo: Path, profile: str) -> None:
-    """The extra rule file, included by the Snakefile and put in the profile's per-sample group."""
-    (repo / "workflow/rules/failing_member.smk").write_text(FAILING_MEMBER)
-    with open(repo / "workflow/Snakefile", "a") as fh:
-        fh.write('\ninclude: "rules/failing_member.smk"\n')
-        # final, not published: results/ holds only final outputs
-        fh.write(
-            '\nFINAL_OUTPUTS.update(dict.fromkeys(expand("results/failing_member/{sample}.txt", sample=SAMPLE_IDS)))\n'
-        )
-    config = repo / "profiles" / profile / "config.yaml"
-    text = config.read_text()
-    assert "\n  tokenize: per_sample" in text, "the profile groups tokenize per sample"
-    config.write_text(
-        text.replace(
-            "\n  tokenize: per_sample", "\n  failing_member: per_sample # test rule\n  tokenize: per_sample", 1
-        )
-    )
+FINAL = '\nFINAL_OUTPUTS.update(dict.fromkeys(expand("results/failing_member/{sample}.txt", sample=SAMPLE_IDS)))\n'
 
 
 def test_failing_member_of_a_group_writes_nothing_partial_keeps_its_scratch_and_names_it_in_its_log(
     render, snakemake, tmp_path
 ):
     repo = render()
-    add_grouped_failing_rule(repo, "cluster-sim")
+    (repo / "workflow/rules/failing_member.smk").write_text(FAILING_MEMBER)
+    with open(repo / "workflow/Snakefile", "a") as fh:
+        fh.write('\ninclude: "rules/failing_member.smk"\n' + FINAL)  # final, not published
+    config = repo / "profiles/cluster-sim/config.yaml"
+    text = config.read_text()
+    assert text.count("\n  tokenize: per_sample") == 1, "the profile groups tokenize per sample"
+    config.write_text(
+        text.replace("\n  tokenize: per_sample", "\n  failing_member: per_sample\n  tokenize: per_sample")
+    )
     targets = ["results/failing_member/alpha.txt", "results/samples/beta.summary.json"]
     run = snakemake(repo, "--profile", "profiles/cluster-sim", *targets, env=sim_env(tmp_path), check=False)
     assert run.returncode != 0, run.output[-3000:]
     records = scheduler_records(repo)
-    assert [r["rule"] for r in records] == ["group:per_sample"], "both samples' jobs ran as one group job"
-    assert records[0]["state"] == "failed"
-    assert not (repo / "results/failing_member").exists() or not any((repo / "results/failing_member").iterdir())
+    assert [(r["rule"], r["state"]) for r in records] == [("group:per_sample", "failed")], "both samples, one job"
     assert not (repo / "results").exists() or not [p for p in (repo / "results").rglob("*") if p.is_file()], (
         "Snakemake removes the outputs of every member of a failed group job, finished ones too (docs/slurm.md)"
     )
     log = (repo / "logs/failing_member/alpha.log").read_text()
-    assert log.startswith("boom\n"), log
     kept = re.search(r"scratch dir KEPT for debugging: (\S+) \(on host", log)
-    assert kept, log
-    kept_dir = Path(kept.group(1))
+    assert log.startswith("boom\n") and kept, log
+    kept_dir = Path(kept[1])
     assert Path(records[0]["node_tmpdir"]) in kept_dir.parents, "in the group job's node-local dir"
     assert (kept_dir / "results/failing_member/alpha.txt").read_text().count("\n") == 2, "the partial output"
     listing = subprocess.run(
