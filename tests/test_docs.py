@@ -1,34 +1,20 @@
-"""The docs are right where a machine can check them: every relative link resolves (files and #anchors),
-docs/options.md documents exactly the cookiecutter options, docs/design.md compares with the alternatives,
-and no doc states a value that a profile or an answer decides unless it is generated from it (the generated
-repository) or says it is a default (the template's docs).
+"""The docs' facts, checked: every relative link and doc pointer resolves (files and #anchors), docs/options.md
+(one level-2 heading `name` per option) and the README's table document exactly the cookiecutter options, and
+no doc states a value a profile decides unless generated from it (generated docs) or said to be a default."""
 
-Convention for docs/options.md: each option has a level-2 heading that is exactly its name in backticks
-(## `license`); no other heading consists of a backticked name alone.
-"""
-
-import json
 import re
-import shutil
 import sys
 from pathlib import Path
 from urllib.parse import unquote
 
 import pytest
 import yaml
-from conftest import TEMPLATE, isolated_env, render_template, run_command, workflow_user
+from conftest import TEMPLATE, isolated_env, load_json, run_command, workflow_user
+from slurm_cluster import configure_site
 
 # Folders of the template repository that hold no docs of the template itself.
-SKIP_DIRS = {
-    ".git",
-    ".venv",
-    "build",
-    "node_modules",
-    ".pytest_cache",
-    ".ruff_cache",
-    "__pycache__",
-    "{{cookiecutter.project_slug}}",
-}
+SKIP_DIRS = {".git", ".venv", "build", "node_modules", ".pytest_cache", ".ruff_cache", "__pycache__"}
+SKIP_DIRS.add("{{cookiecutter.project_slug}}")
 FENCE = re.compile(r"^\s*(`{3,}|~{3,})")
 HEADING = re.compile(r"^(#{1,6})\s+(.*?)\s*#*\s*$")
 LINK = re.compile(r"!?\[(?:[^\[\]]|\[[^\]]*\])*\]\(\s*<?([^)\s>]+)>?(?:\s+\"[^\"]*\")?\s*\)")
@@ -40,10 +26,15 @@ OPTION_HEADING = re.compile(r"^`([A-Za-z_][A-Za-z0-9_]*)`$")
 LIST_ITEM = re.compile(r"^\s*(?:[-*+]|\d+\.)\s")
 TABLE_RULE = re.compile(r"^\s*\|[\s:|-]+\|\s*$")
 NUMBER = re.compile(r"(?<![\w.$/-])(\d+)(?![\w])")
+# A doc path named in any generated file (a comment, a message): docs/x.md, config/x.md, ../docs/x.md
+DOC_POINTER = re.compile(r"(?<![\w/.-])((?:\.\./)*(?:docs|config)/[\w.-]+\.md)\b")
 # Profile settings whose values docs tend to restate, and the words that show a statement is about one.
 PROFILE_NUMBERS = {"latency-wait": r"latency", "slurm-init-seconds-before-status-checks": r"status.check"}
+LATENCY = PROFILE_NUMBERS["latency-wait"]
 # How a template doc says that a value is the template's and may differ in a user's repository.
 AS_DEFAULT = re.compile(r"default|as generated", re.I)
+QUESTIONS = load_json(TEMPLATE / "cookiecutter.json")
+OPTIONS = [k for k in QUESTIONS if not k.startswith("_")]
 
 
 def markdown_files(root, skip=()):
@@ -119,13 +110,8 @@ def profile_numbers(repo):
 
 def render_docs(repo, tmp_path, *args):
     """Run the generated repository's render_docs.py as its owner."""
-    return run_command(
-        [sys.executable, "workflow/vendor/render_docs.py", *args],
-        cwd=repo,
-        env=isolated_env(tmp_path),
-        timeout=300,
-        user=workflow_user(),
-    )
+    run = [sys.executable, "workflow/vendor/render_docs.py", *args]
+    return run_command(run, cwd=repo, env=isolated_env(tmp_path), timeout=300, user=workflow_user())
 
 
 def set_profile_value(repo, context, key, value):
@@ -147,8 +133,7 @@ def github_slug(heading):
     """The anchor GitHub gives a heading: link text kept, punctuation dropped, spaces to hyphens."""
     text = re.sub(r"!?\[([^\]]*)\]\([^)]*\)", r"\1", heading)
     text = re.sub(r"<[^>]+>", "", text).strip().lower()
-    text = re.sub(r"[^\w\- ]", "", text)
-    return text.replace(" ", "-")
+    return re.sub(r"[^\w\- ]", "", text).replace(" ", "-")
 
 
 def anchors(path):
@@ -159,8 +144,7 @@ def anchors(path):
         slug = github_slug(heading)
         found.add(slug if slug not in seen else f"{slug}-{seen[slug]}")
         seen[slug] = seen.get(slug, 0) + 1
-    found.update(HTML_ANCHOR.findall(text))
-    return found
+    return found | set(HTML_ANCHOR.findall(text))
 
 
 def relative_links(path):
@@ -189,26 +173,20 @@ TEMPLATE_DOCS = markdown_files(TEMPLATE, SKIP_DIRS)
 
 
 def test_github_slugs_match_known_examples():
-    assert github_slug("Operating contexts (generated)") == "operating-contexts-generated"
-    assert (
-        github_slug("1. The scratch root is resolved inside the job") == "1-the-scratch-root-is-resolved-inside-the-job"
-    )
-    assert github_slug("`project_name`") == "project_name"
-    assert github_slug("nf-core / Nextflow `publishDir` and `scratch`") == "nf-core--nextflow-publishdir-and-scratch"
-    assert github_slug("Job output: `slurm-logdir`") == "job-output-slurm-logdir"
+    examples = {
+        "Operating contexts (generated)": "operating-contexts-generated",
+        "1. The scratch root is resolved inside the job": "1-the-scratch-root-is-resolved-inside-the-job",
+        "`project_name`": "project_name",
+        "nf-core / Nextflow `publishDir` and `scratch`": "nf-core--nextflow-publishdir-and-scratch",
+        "Job output: `slurm-logdir`": "job-output-slurm-logdir",
+    }
+    assert {heading: github_slug(heading) for heading in examples} == examples
 
 
-def test_the_template_has_the_docs_its_readme_promises():
-    names = {p.relative_to(TEMPLATE).as_posix() for p in TEMPLATE_DOCS}
-    for page in (
-        "README.md",
-        "docs/design.md",
-        "docs/options.md",
-        "docs/customising.md",
-        "docs/testing.md",
-        "docs/slurm.md",
-    ):
-        assert page in names
+def test_the_template_readme_links_the_docs_it_promises():
+    # that each link resolves: test_template_markdown_relative_links_resolve[README.md]
+    linked = {target.partition("#")[0] for _, target in relative_links(TEMPLATE / "README.md")}
+    assert {f"docs/{page}.md" for page in ("design", "options", "customising", "testing", "slurm")} <= linked
 
 
 @pytest.mark.parametrize("md", TEMPLATE_DOCS, ids=lambda p: p.relative_to(TEMPLATE).as_posix())
@@ -216,26 +194,51 @@ def test_template_markdown_relative_links_resolve(md):
     assert broken_links([md], TEMPLATE) == []
 
 
-def test_generated_repo_markdown_relative_links_resolve(render):
+def test_every_link_and_doc_pointer_in_the_generated_repo_resolves_and_none_names_the_templates_docs(render):
     repo = render()
     files = markdown_files(repo, {".git"})
-    names = {p.relative_to(repo).as_posix() for p in files}
-    assert {"README.md", "docs/operations.md", "config/README.md"} <= names
+    assert {"README.md", "docs/operations.md", "config/README.md"} <= {p.relative_to(repo).as_posix() for p in files}
     assert broken_links(files, repo) == []
+    missing = []
+    for path in sorted(p for p in repo.rglob("*") if p.is_file() and ".git" not in p.parts):
+        for lineno, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+            where = f"{path.relative_to(repo)}:{lineno}"
+            if re.search(r"template's (?:docs|documentation)", line):
+                missing.append(f"{where}: points at the template's docs: {line.strip()}")
+            for target in DOC_POINTER.findall(line):
+                if not ((path.parent / target).exists() or (repo / target.lstrip("./")).exists()):
+                    missing.append(f"{where}: {target} does not exist in the generated repository")
+    assert missing == []
 
 
 def test_options_page_documents_exactly_the_cookiecutter_options():
-    questions = json.loads((TEMPLATE / "cookiecutter.json").read_text(encoding="utf-8"))
-    keys = [k for k in questions if not k.startswith("_")]
     documented, misplaced = [], []
     for level, text in headings((TEMPLATE / "docs/options.md").read_text(encoding="utf-8")):
         match = OPTION_HEADING.match(text)
         if match:
             (documented if level == 2 else misplaced).append(match.group(1))
     assert misplaced == [], "option headings must be level 2 (## `name`)"
-    assert sorted(set(keys) - set(documented)) == [], "options missing from docs/options.md"
-    assert sorted(set(documented) - set(keys)) == [], "docs/options.md documents options cookiecutter.json lacks"
-    assert documented == keys, "docs/options.md lists the options in a different order than cookiecutter.json"
+    assert sorted(set(OPTIONS) - set(documented)) == [], "options missing from docs/options.md"
+    assert sorted(set(documented) - set(OPTIONS)) == [], "docs/options.md documents options cookiecutter.json lacks"
+    assert documented == OPTIONS, "docs/options.md lists the options in a different order than cookiecutter.json"
+
+
+def test_template_readme_options_table_matches_cookiecutter_json():
+    text = (TEMPLATE / "README.md").read_text().split("## Options", 1)[1].split("\n## ", 1)[0]
+    rows = re.findall(r"^\| `([a-z_]+)` \| (.*?) \| (.*?) \|$", text, re.M)
+    assert [name for name, _, _ in rows] == OPTIONS, "README options table is out of order or incomplete"
+    for name, default, what in rows:
+        value = QUESTIONS[name]
+        if isinstance(value, list):  # a menu: the first entry is the default, and the table names every entry
+            assert all(f"`{choice}`" in what for choice in value), f"{name}: README lacks a choice of {value}"
+            value = value[0]
+        elif isinstance(value, bool):  # a yes/no question
+            value = "yes" if value else "no"
+        if name == "project_slug" or value == "":  # derived from project_name; an empty default
+            assert ("derived" if value else "empty") in default, name
+        else:
+            assert default == f"`{value}`", f"{name}: README says {default}, cookiecutter.json says {value}"
+    assert set(OPTIONS) <= set(QUESTIONS["__prompts__"]), "every question has a plain-language prompt"
 
 
 def test_statements_split_paragraphs_and_table_rows():
@@ -243,74 +246,50 @@ def test_statements_split_paragraphs_and_table_rows():
     assert list(statements(text)) == [(1, "a b"), (6, "| h | v | | x | 1 |"), (11, "c"), (12, "- d e"), (14, "1. f")]
 
 
-def test_generated_docs_state_no_number_a_profile_has_changed(render, tmp_path):
-    """Set the Slurm site's latency-wait as its admin would, then edit every profile's numbers as an operator
-    would, regenerating the docs after each: no doc of the generated repository may still state an old value,
-    and --check tells stale from fresh."""
+def test_generated_docs_show_the_site_settings_and_profile_numbers_as_edited_and_no_old_value(render, tmp_path):
+    """Fill in the Slurm site settings as its admin would, then edit every profile's numbers as an operator
+    would, regenerating the docs after each: the docs show the new values, none still states an old one, and
+    --check tells stale from fresh."""
     repo = render()
     docs = markdown_files(repo, {".git"})
+    ops = (repo / "docs/operations.md").read_text()
+    for key in ("account", "partition"):
+        assert f"| {key} (`slurm_{key}`) | *not set* (the site's default) |" in ops, key
     shipped = yaml.safe_load((repo / "profiles/slurm/config.yaml").read_text())["latency-wait"]
+    configure_site(repo, account="proj42", partition="gpu", scratch_env="LOCAL_SCRATCH")
     set_profile_value(repo, "slurm", "latency-wait", 73)
     assert render_docs(repo, tmp_path).returncode == 0
+    ops = (repo / "docs/operations.md").read_text()
+    assert "| account (`slurm_account`) | proj42 |" in ops and "| partition (`slurm_partition`) | gpu |" in ops
+    assert re.search(r"\| scratch root \(`tmpdir`\) \| `\(__import__\('os'\)\.environ\.get\('LOCAL_SCRATCH'\)", ops)
     rendered = profile_numbers(repo)
-    assert 73 in rendered[PROFILE_NUMBERS["latency-wait"]]
-    assert shipped not in rendered[PROFILE_NUMBERS["latency-wait"]], "no other profile shares the shipped value"
-    assert statements_with_numbers(docs, repo, {PROFILE_NUMBERS["latency-wait"]: {shipped}}) == []
+    assert 73 in rendered[LATENCY] and shipped not in rendered[LATENCY], "no other profile shares the shipped value"
+    assert statements_with_numbers(docs, repo, {LATENCY: {shipped}}) == []
 
     new = iter(range(17, 100))
     for config in sorted((repo / "profiles").glob("*/config.yaml")):
-        profile = yaml.safe_load(config.read_text())
-        for key in PROFILE_NUMBERS:
-            if key in profile:
-                set_profile_value(repo, config.parent.name, key, next(new))
+        for key in PROFILE_NUMBERS.keys() & yaml.safe_load(config.read_text()).keys():
+            set_profile_value(repo, config.parent.name, key, next(new))
     stale = render_docs(repo, tmp_path, "--check")
     assert stale.returncode == 1 and "docs/operations.md is out of date" in stale.stderr, repr(stale)
-
     assert render_docs(repo, tmp_path).returncode == 0
-    fresh = render_docs(repo, tmp_path, "--check")
-    assert fresh.returncode == 0, repr(fresh)
+    assert render_docs(repo, tmp_path, "--check").returncode == 0
     old = {words: values - profile_numbers(repo)[words] for words, values in rendered.items()}
-    old[PROFILE_NUMBERS["latency-wait"]].add(shipped)
+    old[LATENCY].add(shipped)
     assert statements_with_numbers(docs, repo, old) == []
-    text = (repo / "docs/operations.md").read_text()
+    stated = list(statements((repo / "docs/operations.md").read_text()))
     for words, values in profile_numbers(repo).items():
         for value in values:
-            assert any(re.search(words, t, re.I) and str(value) in NUMBER.findall(t) for _, t in statements(text)), (
+            assert any(re.search(words, t, re.I) and str(value) in NUMBER.findall(t) for _, t in stated), (
                 f"docs/operations.md does not state the {words} value {value} now in a profile"
             )
 
 
-@pytest.fixture(scope="module")
-def shipped_profile_numbers(tmp_path_factory):
-    """What the profiles of a repository rendered with the default answers say."""
-    tmp_path = tmp_path_factory.mktemp("shipped")
-    proc, out = render_template(tmp_path, init_git="no")
-    assert proc.returncode == 0, proc.stderr
-    (repo,) = [p for p in out.iterdir() if p.is_dir()]
-    return profile_numbers(repo)
-
-
 @pytest.mark.parametrize("md", TEMPLATE_DOCS, ids=lambda p: p.relative_to(TEMPLATE).as_posix())
-def test_template_docs_state_profile_numbers_only_as_defaults(md, shipped_profile_numbers):
+def test_template_docs_state_profile_numbers_only_as_defaults(md, local_reference):
     """The template's docs may quote what the shipped profiles say, but only as a default: a user's repository
     may say otherwise."""
-    assert statements_with_numbers([md], TEMPLATE, shipped_profile_numbers, unless=AS_DEFAULT) == []
-
-
-def test_a_copied_profile_appears_in_the_regenerated_contexts_table(render, tmp_path):
-    repo = render()
-    for name in ("gpu-box", "aa-site"):
-        shutil.copytree(repo / "profiles/local", repo / "profiles" / name)
-    set_profile_value(repo, "gpu-box", "latency-wait", 41)
-    assert render_docs(repo, tmp_path, "--check", "--sections", "contexts").returncode == 1
-
-    assert render_docs(repo, tmp_path, "--sections", "contexts").returncode == 0
-    table = (repo / "docs/operations.md").read_text().split("<!-- BEGIN GENERATED: contexts", 1)[1]
-    table = table.split("<!-- END GENERATED: contexts -->", 1)[0]
-    rows = re.findall(r"^\| `([\w-]+)` \|", table, re.M)
-    assert rows == ["local", "ci", "slurm", "cluster-sim", "aa-site", "gpu-box"]
-    assert re.search(r"^\| `gpu-box` \|(?:[^|]*\|){5} 41 \|", table, re.M), table
-    assert render_docs(repo, tmp_path, "--check").returncode == 0
+    assert statements_with_numbers([md], TEMPLATE, profile_numbers(local_reference), unless=AS_DEFAULT) == []
 
 
 def test_render_docs_check_says_in_one_line_without_a_traceback_that_the_job_graph_cannot_be_built(render, tmp_path):
@@ -318,15 +297,11 @@ def test_render_docs_check_says_in_one_line_without_a_traceback_that_the_job_gra
     repo = render()
     (repo / "data/inputs/alpha.txt").unlink()
     run = render_docs(repo, tmp_path, "--check")
-    assert run.returncode != 0, repr(run)
-    assert "Traceback" not in run.output and 'File "' not in run.output, repr(run)
-    assert len(run.output.strip().splitlines()) == 1, repr(run)
-    assert "job graph cannot be built" in run.output, repr(run)
-    assert "data/inputs/alpha.txt" in run.output, repr(run)
-    assert "make docs" in run.output, repr(run)
+    assert run.returncode != 0 and "Traceback" not in run.output and 'File "' not in run.output, repr(run)
+    (line,) = run.output.strip().splitlines()
+    assert all(fact in line for fact in ("job graph cannot be built", "data/inputs/alpha.txt", "make docs")), line
 
 
-# Ways of saying that a reader of results/ keeps seeing the old file while a rerun replaces it.
 def test_a_failed_rerun_leaves_the_result_absent_and_publish_current_whole(published_example, snakemake, tmp_path):
     """What design.md says a reader sees: a failed rerun removes the old result; publish/current stays."""
     repo = published_example
@@ -338,10 +313,6 @@ def test_a_failed_rerun_leaves_the_result_absent_and_publish_current_whole(publi
     assert rerun.returncode != 0 and "summary_table" in rerun.output, repr(rerun)
     assert not table.exists(), "Snakemake deleted the old table when the job started; the failed job left none"
     assert (repo / "publish/current/summary.tsv").is_file()
-    verify = run_command(
-        [sys.executable, "workflow/vendor/publish.py", "verify"],
-        cwd=repo,
-        env=isolated_env(tmp_path),
-        user=workflow_user(),
-    )
+    verify = [sys.executable, "workflow/vendor/publish.py", "verify"]
+    verify = run_command(verify, cwd=repo, env=isolated_env(tmp_path), user=workflow_user())
     assert verify.returncode == 0, repr(verify)

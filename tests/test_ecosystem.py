@@ -2,6 +2,7 @@
 Snakemake workflow catalog, the CI files (their commands are extracted and run), the pre-commit hooks,
 the Snakemake report and the pinned dependency files."""
 
+import json
 import os
 import re
 import shlex
@@ -38,27 +39,12 @@ CI_COMMANDS = [
 CI_FILE = {"github": ".github/workflows/ci.yml", "gitlab": ".gitlab-ci.yml"}
 # Before those, each CI file installs the Debian/Ubuntu packages named in its SYSTEM_PACKAGES variable, if
 # any: GitHub's runner user through sudo, GitLab's python image as root (it has no sudo).
-SYSTEM_PACKAGES_STEP = {
-    "github": 'if [ -n "$SYSTEM_PACKAGES" ]; then sudo apt-get update'
-    " && sudo apt-get install -y --no-install-recommends $SYSTEM_PACKAGES; fi",
-    "gitlab": 'if [ -n "$SYSTEM_PACKAGES" ]; then apt-get update'
-    " && apt-get install -y --no-install-recommends $SYSTEM_PACKAGES; fi",
-}
+INSTALL = 'if [ -n "$SYSTEM_PACKAGES" ]; then {0}apt-get update && {0}apt-get install -y --no-install-recommends $SYSTEM_PACKAGES; fi'
+SYSTEM_PACKAGES_STEP = {"github": INSTALL.format("sudo "), "gitlab": INSTALL.format("")}
 # top-level keys of .gitlab-ci.yml that are not jobs (a job may not take one of these names)
-GITLAB_GLOBAL = {
-    "default",
-    "include",
-    "stages",
-    "variables",
-    "workflow",
-    "image",
-    "services",
-    "cache",
-    "before_script",
-    "after_script",
-    "types",
-    "spec",
-}
+GITLAB_GLOBAL = set(
+    "default include stages variables workflow image services cache before_script after_script types spec".split()
+)
 
 
 def checkout_env(tmp_path):
@@ -67,10 +53,15 @@ def checkout_env(tmp_path):
     return isolated_env(tmp_path, GIT_CONFIG_COUNT="1", GIT_CONFIG_KEY_0="safe.directory", GIT_CONFIG_VALUE_0="*")
 
 
-def git(cwd, env, *args):
-    run = run_command(["git", *args], cwd=cwd, env=env, timeout=120)
+def ok(args, cwd, env, timeout=300, **kwargs):
+    """run_command that must succeed."""
+    run = run_command(args, cwd=cwd, env=env, timeout=timeout, **kwargs)
     assert run.returncode == 0, repr(run)
-    return run.stdout.strip()
+    return run
+
+
+def git(cwd, env, *args):
+    return ok(["git", *args], cwd, env, timeout=120).stdout.strip()
 
 
 def commit_all(cwd, env, message):
@@ -84,6 +75,11 @@ def init_repo(cwd, env, message="Initial commit"):
     return commit_all(cwd, env, message)
 
 
+def append_line(path, line):
+    with open(path, "a") as fh:
+        fh.write(line)
+
+
 def template_git_copy(tmp_path, env):
     """The template as a git repository of its own (cruft reads templates from git)."""
     copy = tmp_path / "template"
@@ -92,20 +88,14 @@ def template_git_copy(tmp_path, env):
     return copy, init_repo(copy, env, "Template as released")
 
 
-# --------------------------------------------------------------------------
 # updates with cruft
-# --------------------------------------------------------------------------
 def test_cruft_update_brings_template_changes_and_keeps_local_commits(tmp_path):
     env = isolated_env(tmp_path)
     template, first = template_git_copy(tmp_path, env)
     cruft = tool("cruft")
-    create = run_command(
-        [cruft, "create", str(template), "--no-input", "--output-dir", str(tmp_path / "projects")],
-        cwd=tmp_path,
-        env=env,
-        timeout=300,
+    create = ok(
+        [cruft, "create", str(template), "--no-input", "--output-dir", str(tmp_path / "projects")], tmp_path, env
     )
-    assert create.returncode == 0, repr(create)
     repo = tmp_path / "projects" / DEFAULT_SLUG
     state = load_json(repo / ".cruft.json")
     assert state["template"] == str(template) and state["commit"] == first
@@ -115,27 +105,18 @@ def test_cruft_update_brings_template_changes_and_keeps_local_commits(tmp_path):
     assert not (repo / ".template-answers.json").exists(), ".cruft.json holds the answers"
     init_repo(repo, env, "Created with cruft")
 
-    # a local change, committed in the project
-    with open(repo / "config/samples.tsv", "a") as fh:
-        fh.write("delta\tdelta.txt\tnotes\n")
+    # a local change, committed in the project; a template change: an edited file and a new one
+    append_line(repo / "config/samples.tsv", "delta\tdelta.txt\tnotes\n")
     (repo / "data/inputs/delta.txt").write_text("A fourth sample added by the team.\n")
     commit_all(repo, env, "Add sample delta")
-
-    # a template change: an edited file and a new one
-    slug_dir = template / "{{cookiecutter.project_slug}}"
     line = "Template change: operations note added upstream."
-    with open(slug_dir / "docs/operations.md", "a") as fh:
-        fh.write(f"\n{line}\n")
-    (slug_dir / "docs/upstream-news.md").write_text("# News from the template\n")
+    append_line(template / "{{cookiecutter.project_slug}}/docs/operations.md", f"\n{line}\n")
+    (template / "{{cookiecutter.project_slug}}/docs/upstream-news.md").write_text("# News from the template\n")
     second = commit_all(template, env, "Template update")
 
     check = run_command([cruft, "check"], cwd=repo, env=env, timeout=300)
     assert check.returncode != 0 and "out of date" in check.output, repr(check)
-    update = run_command(
-        [cruft, "update", "--skip-apply-ask", "--allow-untracked-files"], cwd=repo, env=env, timeout=300
-    )
-    assert update.returncode == 0, repr(update)
-
+    ok([cruft, "update", "--skip-apply-ask", "--allow-untracked-files"], repo, env)
     assert (repo / "docs/operations.md").read_text().rstrip().endswith(line), "the template change arrived"
     assert (repo / "docs/upstream-news.md").read_text() == "# News from the template\n"
     assert (repo / "config/samples.tsv").read_text().endswith("delta\tdelta.txt\tnotes\n"), "local change kept"
@@ -144,8 +125,7 @@ def test_cruft_update_brings_template_changes_and_keeps_local_commits(tmp_path):
     state = load_json(repo / ".cruft.json")
     assert state["commit"] == second and state["context"]["cookiecutter"]["_commit"] == second
     commit_all(repo, env, "Update from the template")
-    check = run_command([cruft, "check"], cwd=repo, env=env, timeout=300)
-    assert check.returncode == 0 and "up to date" in check.output, repr(check)
+    assert "up to date" in ok([cruft, "check"], repo, env).output
     assert git(repo, env, "status", "--porcelain") == ""
 
 
@@ -153,10 +133,8 @@ def test_a_plain_cookiecutter_repo_is_linked_at_its_tagged_release_with_its_own_
     env = isolated_env(tmp_path)
     template, _ = template_git_copy(tmp_path, env)
     version = load_json(template / "cookiecutter.json")["_template_version"]
-    tagged = run_command(["make", "tag"], cwd=template, env=env, timeout=60)
-    assert tagged.returncode == 0 and f"tagged v{version}" in tagged.output, repr(tagged)
-    again = run_command(["make", "tag"], cwd=template, env=env, timeout=60)
-    assert again.returncode == 0 and "already names HEAD" in again.output, repr(again)
+    assert f"tagged v{version}" in ok(["make", "tag"], template, env, timeout=60).output
+    assert "already names HEAD" in ok(["make", "tag"], template, env, timeout=60).output
     release = git(template, env, "rev-parse", f"v{version}^{{commit}}")
 
     answers = {"project_name": 'Métagénomique "QC"', "ci": "gitlab", "license": "none", "init_git": "no"}
@@ -169,9 +147,11 @@ def test_a_plain_cookiecutter_repo_is_linked_at_its_tagged_release_with_its_own_
     update = run_command(["make", "update"], cwd=repo, env=env, timeout=60)
     assert update.returncode != 0 and "Traceback" not in update.output, repr(update)
     (line,) = [x for x in update.output.splitlines() if "cruft link" in x]
-    link = line[line.index("cruft link") :].replace("<template git URL>", shlex.quote(str(template)))
-    linked = run_command(["bash", "-c", link], cwd=repo, env=env, timeout=300)
-    assert linked.returncode == 0, repr(linked)
+    ok(
+        ["bash", "-c", line[line.index("cruft link") :].replace("<template git URL>", shlex.quote(str(template)))],
+        repo,
+        env,
+    )
     state = load_json(repo / ".cruft.json")
     assert state["commit"] == release, "linked to the release the repository was made from"
     given = load_json(repo / ".template-answers.json")
@@ -179,24 +159,17 @@ def test_a_plain_cookiecutter_repo_is_linked_at_its_tagged_release_with_its_own_
     assert given["project_name"] == answers["project_name"] and given["ci"] == "gitlab"
     (repo / ".template-answers.json").unlink()  # .cruft.json holds the answers from now on
     commit_all(repo, env, "Link to the workflow template")
-    diff = run_command([tool("cruft"), "diff", "--exit-code"], cwd=repo, env=env, timeout=300)
-    assert diff.returncode == 0 and "diff --git" not in diff.stdout, (
-        f"the answers re-render this very repository:\n{diff!r}"
-    )
+    diff = ok([tool("cruft"), "diff", "--exit-code"], repo, env)
+    assert "diff --git" not in diff.stdout, f"the answers re-render this very repository:\n{diff!r}"
 
     line = "Template change after the release."
-    with open(template / "{{cookiecutter.project_slug}}/docs/operations.md", "a") as fh:
-        fh.write(f"\n{line}\n")
+    append_line(template / "{{cookiecutter.project_slug}}/docs/operations.md", f"\n{line}\n")
     commit_all(template, env, "Template update")
-    update = run_command(["make", "update"], cwd=repo, env=env, timeout=300)
-    assert update.returncode == 0, repr(update)
+    ok(["make", "update"], repo, env)
     assert (repo / "docs/operations.md").read_text().rstrip().endswith(line)
     assert not (repo / ".template-answers.json").exists(), "an update never brings the answers file back"
 
 
-# --------------------------------------------------------------------------
-# Snakemake workflow catalog: standardized usage
-# --------------------------------------------------------------------------
 def test_repo_meets_the_workflow_catalog_standardized_usage_layout(render):
     repo = render()
     for rel in ("workflow/Snakefile", "config/README.md", ".snakemake-workflow-catalog.yml"):
@@ -207,52 +180,38 @@ def test_repo_meets_the_workflow_catalog_standardized_usage_layout(render):
     assert re.fullmatch(r"--profile profiles/[a-z-]+", flags["flags"].strip()), flags["flags"]
     assert (repo / flags["flags"].split()[1] / "config.yaml").is_file(), "the flag names a real profile"
     deployment = usage["software-stack-deployment"]
-    assert {"conda", "apptainer", "apptainer+conda"} <= set(deployment)
     assert all(isinstance(deployment[key], bool) for key in ("conda", "apptainer", "apptainer+conda"))
     assert usage["report"] is True
 
 
-# --------------------------------------------------------------------------
 # CI of the generated repository
-# --------------------------------------------------------------------------
+def ci_jobs(repo, ci):
+    """(file's global settings, [job]) of a CI file: GitHub's jobs; GitLab's top-level keys that are jobs."""
+    spec = yaml.safe_load((repo / CI_FILE[ci]).read_text())
+    if ci == "github":
+        return spec.get("env") or {}, list(spec["jobs"].values())
+    jobs = []
+    for name, job in spec.items():
+        if name in GITLAB_GLOBAL:
+            assert not (isinstance(job, dict) and "script" in job), f"{name!r} is a GitLab keyword, not a job name"
+        elif not name.startswith(".") and isinstance(job, dict):  # hidden jobs (templates) do not run
+            jobs.append({**job, "before_script": job.get("before_script", spec.get("before_script", []))})
+    return spec.get("variables") or {}, jobs
+
+
 def ci_commands(repo, ci):
     """The shell commands a CI file runs, in order: GitHub `run:` steps; GitLab before_script + script."""
-    spec = yaml.safe_load((repo / CI_FILE[ci]).read_text())
-    commands = []
     if ci == "github":
-        for job in spec["jobs"].values():
-            commands += [step["run"].strip() for step in job["steps"] if "run" in step]
-    else:
-        for name, job in spec.items():
-            if name in GITLAB_GLOBAL:
-                assert not (isinstance(job, dict) and "script" in job), f"{name!r} is a GitLab keyword, not a job name"
-                continue
-            if name.startswith(".") or not isinstance(job, dict):
-                continue  # hidden jobs (templates) do not run
-            before = job.get("before_script", spec.get("before_script", []))
-            commands += [c.strip() for c in [*before, *job["script"]]]
-    return commands
-
-
-@pytest.mark.parametrize("ci", ["github", "gitlab"])
-def test_ci_file_parses_and_runs_exactly_the_documented_commands(render, ci):
-    repo = render(ci=ci)
-    assert ci_commands(repo, ci) == [SYSTEM_PACKAGES_STEP[ci], *CI_COMMANDS]
+        return [step["run"].strip() for job in ci_jobs(repo, ci)[1] for step in job["steps"] if "run" in step]
+    return [c.strip() for job in ci_jobs(repo, ci)[1] for c in [*job["before_script"], *job["script"]]]
 
 
 def ci_variables(repo, ci):
     """The variables a CI file sets for its commands: GitHub's workflow and job `env`, GitLab's global and
     job `variables`."""
-    spec = yaml.safe_load((repo / CI_FILE[ci]).read_text())
-    if ci == "github":
-        found = dict(spec.get("env") or {})
-        for job in spec["jobs"].values():
-            found.update(job.get("env") or {})
-    else:
-        found = dict(spec.get("variables") or {})
-        for name, job in spec.items():
-            if name not in GITLAB_GLOBAL and isinstance(job, dict):
-                found.update(job.get("variables") or {})
+    found, jobs = ci_jobs(repo, ci)
+    for job in jobs:
+        found.update(job.get("env" if ci == "github" else "variables") or {})
     return {key: str(value) for key, value in found.items()}
 
 
@@ -265,21 +224,28 @@ FAKE_SUDO = FAKE_APT_GET + 'exec "$@"\n'
 
 
 @pytest.mark.parametrize("ci", ["github", "gitlab"])
-def test_ci_installs_the_system_packages_of_its_one_marked_variable_before_the_tests_and_none_by_default(
+def test_ci_runs_the_documented_commands_after_installing_the_packages_of_its_one_variable_and_a_bot_watches_it(
     render, tmp_path, ci
 ):
     repo = render(ci=ci)
+    install = SYSTEM_PACKAGES_STEP[ci]
+    assert ci_commands(repo, ci) == [install, *CI_COMMANDS]
     ci_file = repo / CI_FILE[ci]
     text = ci_file.read_text()
+    if ci == "github":  # current majors of the actions (the bot keeps them so from here on)
+        bot = yaml.safe_load((repo / ".github/dependabot.yml").read_text())
+        watched = {(u["package-ecosystem"], u["directory"]) for u in bot["updates"]}
+        assert bot["version"] == 2 and watched == {("github-actions", "/"), ("pip", "/")}, bot
+        assert all(a in text for a in ("actions/checkout@v6", "actions/setup-python@v6", "actions/upload-artifact@v7"))
+    else:
+        bot = json.loads((repo / "renovate.json").read_text())
+        assert set(bot["enabledManagers"]) == {"pip_requirements", "gitlabci"}, bot
+        assert bot["$schema"].endswith("renovate-schema.json")
+
     marked = r'^ *# Debian/Ubuntu packages your rules call, e.g\. bwa samtools\b.*\n *SYSTEM_PACKAGES: ""$'
     assert len(re.findall(marked, text, re.M)) == 1 and text.count("SYSTEM_PACKAGES:") == 1, text
-    assert ci_variables(repo, ci)["SYSTEM_PACKAGES"] == ""
     guide = " ".join((repo / "docs/customising.md").read_text().split())
     assert f"`SYSTEM_PACKAGES` line of `{CI_FILE[ci]}`" in guide, "the porting steps name the line to edit"
-    commands = ci_commands(repo, ci)
-    (install,) = [command for command in commands if "SYSTEM_PACKAGES" in command]
-    assert commands.index(install) < commands.index("make setup") < commands.index("make test")
-
     fake = tmp_path / "fake-bin"
     fake.mkdir()
     for name, script in (("apt-get", FAKE_APT_GET), ("sudo", FAKE_SUDO)):
@@ -288,32 +254,25 @@ def test_ci_installs_the_system_packages_of_its_one_marked_variable_before_the_t
     # GitHub's default shell for run:; GitLab's script under plain sh (the image decides which shell)
     shell = ["bash", "--noprofile", "--norc", "-eo", "pipefail", "-c"] if ci == "github" else ["sh", "-ec"]
 
-    def run_install(label):
-        calls = tmp_path / f"{label}.calls"
+    def install_calls(packages):
+        assert ci_variables(repo, ci)["SYSTEM_PACKAGES"] == packages
+        calls = tmp_path / f"{packages or 'empty'}.calls"
         env = {**ci_variables(repo, ci), "PATH": f"{fake}{os.pathsep}/usr/bin{os.pathsep}/bin", "CALLS": str(calls)}
-        run = run_command([*shell, install], cwd=repo, env=env, timeout=60)
-        assert run.returncode == 0, repr(run)
+        ok([*shell, install], repo, env, timeout=60)
         return calls.read_text().splitlines() if calls.exists() else []
 
-    assert run_install("empty") == [], "the empty default installs nothing"
-
+    assert install_calls("") == [], "the empty default installs nothing"
     ci_file.write_text(text.replace('SYSTEM_PACKAGES: ""', 'SYSTEM_PACKAGES: "bwa samtools"'))
-    assert ci_variables(repo, ci)["SYSTEM_PACKAGES"] == "bwa samtools"
-    update = "<update>"
-    packages = "<install> <-y> <--no-install-recommends> <bwa> <samtools>"
-    if ci == "github":  # the runner's user installs through sudo
-        expected = [
-            f"sudo <apt-get> {update}",
-            f"apt-get {update}",
-            f"sudo <apt-get> {packages}",
-            f"apt-get {packages}",
-        ]
-    else:  # the python image runs as root
-        expected = [f"apt-get {update}", f"apt-get {packages}"]
-    assert run_install("set") == expected
+    expected = []
+    for args in ("<update>", "<install> <-y> <--no-install-recommends> <bwa> <samtools>"):
+        # the GitHub runner's user installs through sudo; GitLab's python image runs as root
+        expected += [f"sudo <apt-get> {args}", f"apt-get {args}"] if ci == "github" else [f"apt-get {args}"]
+    assert install_calls("bwa samtools") == expected
 
 
-def test_readme_quick_start_then_the_ci_commands_succeed_as_an_unprivileged_user_in_a_fresh_checkout(render, tmp_path):
+def test_readme_quick_start_then_the_ci_commands_and_the_pre_commit_hooks_pass_as_an_unprivileged_user_in_a_fresh_checkout(
+    render, tmp_path
+):
     repo = render(ci="github")
     user = workflow_user()
     env = checkout_env(tmp_path)
@@ -327,145 +286,64 @@ def test_readme_quick_start_then_the_ci_commands_succeed_as_an_unprivileged_user
     env["PIP_NO_COMPILE"] = "1"
     timeouts = {"make setup": 600, "make test": 900}
     outputs = {}
-    quick_start = quick_start_commands(repo / "README.md")  # make setup, make run
+    quick_start = quick_start_commands(repo / "README.md")
+    assert quick_start == ["make setup", "make run"]
     for command in [*quick_start, *ci_commands(repo, "github")]:
-        run = run_command(
-            ["bash", "-eo", "pipefail", "-c", command],
-            cwd=repo,
-            env=env,
-            timeout=timeouts.get(command, 300),
-            user=user,
-        )
-        assert run.returncode == 0, f"CI command failed: {command}\n{run!r}"
-        outputs[command] = run.output
+        args = ["bash", "-eo", "pipefail", "-c", command]
+        outputs[command] = ok(args, repo, env, timeout=timeouts.get(command, 300), user=user).output
         if command == quick_start[-1]:  # the README's two commands build the example, publish nothing
             summaries = sorted(p.name for p in (repo / "results").rglob("*.summary.json"))
             assert summaries == ["alpha.summary.json", "beta.summary.json", "gamma.summary.json"]
             assert not (repo / "publish").exists()
     # the repository's own suite ran whole: nothing skipped (its example, its contexts, its docs)
-    assert re.search(r"\d+ passed", outputs["make test"]), outputs["make test"][-2000:]
-    assert "skipped" not in outputs["make test"], outputs["make test"][-2000:]
-    assert (repo / ".venv/bin/snakemake").exists()
+    tested = outputs["make test"]
+    assert re.search(r"\d+ passed", tested) and "skipped" not in tested, tested[-2000:]
     assert (repo / "publish/current/MANIFEST.json").is_file()
     assert (repo / "publish/current/ro-crate-metadata.json").is_file()
     # the hygiene a new user meets after make setup, without activating the venv
     assert (repo / ".git/hooks/pre-commit").is_file(), "make setup installed the git hook"
-    check = run_command([".venv/bin/pip", "check"], cwd=repo, env=env, timeout=120, user=user)
-    assert check.returncode == 0, repr(check)
-    hooks = run_command([".venv/bin/pre-commit", "run", "--all-files"], cwd=repo, env=env, timeout=600, user=user)
-    assert hooks.returncode == 0, repr(hooks)
+    ok([".venv/bin/pip", "check"], repo, env, timeout=120, user=user)
+    # every hook is local and runs the tool make setup pinned into .venv/, by path (no activation, no download)
+    config = yaml.safe_load((repo / ".pre-commit-config.yaml").read_text())
+    assert {entry["repo"] for entry in config["repos"]} == {"local"}
+    hooks = [hook for entry in config["repos"] for hook in entry["hooks"]]
+    assert all(hook["language"] == "system" and hook["entry"].startswith(".venv/bin/") for hook in hooks), hooks
+    ids = "snakefmt ruff-check ruff-format trailing-whitespace end-of-file-fixer check-yaml"
+    assert {hook["id"] for hook in hooks} >= set(ids.split())
+    run = ok([".venv/bin/pre-commit", "run", "--all-files"], repo, env, timeout=600, user=user)
+    assert "Skipped" not in run.output, f"a hook matches no file\n{run.output}"
     assert git(repo, env, "status", "--porcelain") == "", "the hooks changed nothing"
 
 
-# --------------------------------------------------------------------------
-# pre-commit
-# --------------------------------------------------------------------------
-def file_tags(path):
-    """The identify tags the hooks select on (text, python, yaml), as pre-commit would compute them."""
-    data = path.read_bytes()
-    tags = {"file", "binary" if b"\0" in data[:8192] else "text"}
-    if path.suffix == ".py":
-        tags.add("python")
-    elif path.suffix in (".yaml", ".yml"):
-        tags.add("yaml")
-    elif not path.suffix and os.access(path, os.X_OK) and data.startswith(b"#!"):
-        if b"python" in data.splitlines()[0]:
-            tags.add("python")
-    return tags
-
-
-def hook_files(repo, hook, tracked):
-    chosen = []
-    for rel in tracked:
-        if "files" in hook and not re.search(hook["files"], rel):
-            continue
-        if "exclude" in hook and re.search(hook["exclude"], rel):
-            continue
-        if not set(hook.get("types", ["file"])) <= file_tags(repo / rel):
-            continue
-        chosen.append(rel)
-    return chosen
-
-
-# hooks that fix in place are run in their check-only form; the others are run as configured
-CHECK_ONLY = {"ruff-check": ["ruff", "check"], "ruff-format": ["ruff", "format", "--check"]}
-
-
-def test_pre_commit_hooks_are_local_and_pass_on_the_generated_repo(render, tmp_path):
-    repo = render()
-    env = checkout_env(tmp_path)
-    init_repo(repo, env, "Generated")
-    config = yaml.safe_load((repo / ".pre-commit-config.yaml").read_text())
-    hooks = []
-    for entry in config["repos"]:
-        assert entry["repo"] == "local", entry
-        hooks += entry["hooks"]
-    assert all(hook["language"] == "system" for hook in hooks)
-    # each hook runs the tool make setup pinned into .venv/, by path (no activation, no download)
-    assert all(hook["entry"].startswith(".venv/bin/") for hook in hooks), [h["entry"] for h in hooks]
-    assert {h["id"] for h in hooks} >= {
-        "snakefmt",
-        "ruff-check",
-        "ruff-format",
-        "trailing-whitespace",
-        "end-of-file-fixer",
-        "check-yaml",
-    }
-    tracked = git(repo, env, "ls-files").splitlines()
-    before = {rel: (repo / rel).read_bytes() for rel in tracked}
-    for hook in hooks:
-        files = hook_files(repo, hook, tracked)
-        assert files, f"hook {hook['id']} matches no file"
-        args = shlex.split(hook["entry"].removeprefix(".venv/bin/"))  # this suite's venv has the same pins
-        if hook["id"] in CHECK_ONLY:
-            assert args[:2] == CHECK_ONLY[hook["id"]][:2], hook
-            args = CHECK_ONLY[hook["id"]]
-        run = run_command([tool(args[0]), *args[1:], *hook.get("args", []), *files], cwd=repo, env=env, timeout=300)
-        assert run.returncode == 0, f"hook {hook['id']} failed\n{run!r}"
-        changed = [rel for rel in tracked if (repo / rel).read_bytes() != before[rel]]
-        assert not changed, f"hook {hook['id']} changed {changed}"
-
-
-# --------------------------------------------------------------------------
 # Snakemake report
-# --------------------------------------------------------------------------
-def test_snakemake_report_contains_the_report_tagged_output(published_example, snakemake):
-    repo = published_example
-    snakemake(repo, "--profile", "profiles/local", "--report", "report.zip")
-    with zipfile.ZipFile(repo / "report.zip") as archive:
-        names = archive.namelist()
-        items = [n for n in names if re.fullmatch(r"report/data/raw/[^/]+/report\.html", n)]
-        assert len(items) == 1, names
-        assert archive.read(items[0]) == (repo / "results/report.html").read_bytes()
-        main = archive.read("report/report.html").decode()
-    caption = (repo / "workflow/report/report.rst").read_text().strip()
-    assert caption in main and "Summary" in main, "caption and category of results/report.html are shown"
-
-
-def test_snakemake_report_shows_the_published_manifest(published_example, snakemake):
+def test_snakemake_report_contains_the_report_tagged_output_and_the_published_manifest(published_example, snakemake):
     repo = published_example
     snakemake(repo, "--profile", "profiles/local", "release_manifest")
     snakemake(repo, "--profile", "profiles/local", "--report", "report.zip", "all", "release_manifest")
     with zipfile.ZipFile(repo / "report.zip") as archive:
-        items = [n for n in archive.namelist() if re.fullmatch(r"report/data/raw/[^/]+/MANIFEST\.json", n)]
-        assert len(items) == 1
-        assert archive.read(items[0]) == (repo / "publish/current/MANIFEST.json").read_bytes()
-        assert "Release" in archive.read("report/report.html").decode()
+        names = archive.namelist()
+        for name, source in (
+            ("report.html", "results/report.html"),
+            ("MANIFEST.json", "publish/current/MANIFEST.json"),
+        ):
+            items = [n for n in names if re.fullmatch(rf"report/data/raw/[^/]+/{re.escape(name)}", n)]
+            assert len(items) == 1 and archive.read(items[0]) == (repo / source).read_bytes(), (name, names)
+        main = archive.read("report/report.html").decode()
+    caption = (repo / "workflow/report/report.rst").read_text().strip()
+    assert caption in main and "Summary" in main, "caption and category of results/report.html are shown"
+    assert "Release" in main
     assert not [p for p in (repo / "results").rglob("*MANIFEST*")], "the report copy stays out of results/"
 
 
-# --------------------------------------------------------------------------
 # dependency files
-# --------------------------------------------------------------------------
 def pins(path, separator):
     """{lowercased package name: version} of the exact pins in a requirements file or a conda env."""
     if path.suffix == ".txt":
-        lines = [ln.split("#", 1)[0].strip() for ln in path.read_text().splitlines()]
-        specs = [ln for ln in lines if ln]
+        specs = [ln.split("#", 1)[0].strip() for ln in path.read_text().splitlines()]
     else:
         specs = yaml.safe_load(path.read_text())["dependencies"]
     out = {}
-    for spec in specs:
+    for spec in filter(None, specs):
         name, sep, version = spec.partition(separator)
         assert sep and version and not re.search(r"[=<>!~*]", version), f"{path.name}: {spec!r} is not an exact pin"
         out[name.strip().lower().replace("_", "-")] = version.strip()
