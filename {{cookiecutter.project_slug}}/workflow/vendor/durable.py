@@ -123,11 +123,12 @@ def write_new(path, data: bytes, mode: int, flush: bool = False) -> os.stat_resu
 
 def _finish(fd: int, mode: int, created: os.stat_result, flush: bool) -> os.stat_result:
     """The end of writing a new file: ``mode`` where the umask took bits away, fsync if ``flush``."""
-    if stat.S_IMODE(created.st_mode) != mode:
-        os.fchmod(fd, mode)
+    changed = stat.S_IMODE(created.st_mode) != mode
+    if changed:
+        os.fchmod(fd, mode)  # changes its ctime: stat again
     if flush:
         os.fsync(fd)
-    return os.fstat(fd)
+    return os.fstat(fd) if changed else created
 
 
 def _copy_data(fin: int, fout: int, size: int) -> None:

@@ -630,13 +630,12 @@ def _write_release(
         dst, copied = f"{top}/{name}", None
         if not link(entry, dst):
             data = kept.get(src)
-            if data is None:
-                copied = durable.clone(src, dst, mode=READ_ONLY_FILE, flush=flush)
-            else:
+            if data is not None:  # the very bytes hashed
                 copied = durable.write_new(dst, data, READ_ONLY_FILE, flush)
-            # the copy must hold the bytes hashed (a link holds an earlier release's, checked in _shared_files)
-            if _identity(os.stat(src)) != entry["_identity"] or copied.st_size != entry["size"]:
-                raise PublishError(f"{src} changed while it was being published; rerun publish")
+            else:  # the copy must hold the bytes hashed (a link holds an earlier release's: _shared_files)
+                copied = durable.clone(src, dst, mode=READ_ONLY_FILE, flush=flush)
+                if _identity(os.stat(src)) != entry["_identity"] or copied.st_size != entry["size"]:
+                    raise PublishError(f"{src} changed while it was being published; rerun publish")
         if progress is not None:
             progress.add(1, entry["size"])
         return copied
