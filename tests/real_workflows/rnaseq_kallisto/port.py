@@ -203,10 +203,10 @@ def apply(repo: Path, site: Path) -> None:
         "sample\tpath\tfq2\n" + "".join(f"{s}\t{s}_R1.fastq.gz\t{s}_R2.fastq.gz\n" for s in SAMPLES)
     )
 
-    # 2. configuration: the kept keys, and ours; the transcriptome by its path relative to the checkout
+    # 2. configuration: the template's keys kept, ours added; the transcriptome by its path relative to the checkout
     def config_schema(schema):
-        schema["properties"] = {k: schema["properties"][k] for k in KEPT_CONFIG_KEYS} | CONFIG_SCHEMA
-        schema["required"] = [*schema["required"], "transcriptome"]
+        schema["properties"] = CONFIG_SCHEMA  # the template's keys have their own schema (workflow/vendor/)
+        schema["required"] = ["transcriptome"]
         return schema
 
     edit_yaml(repo / "workflow/schemas/config.schema.yaml", config_schema)

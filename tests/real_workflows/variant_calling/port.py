@@ -148,12 +148,12 @@ def apply(repo: Path, site: Path) -> None:
     ]
     (repo / "tests/variant_calling_truth.tsv").write_text(header + "".join(rows))
 
-    # 2. configuration: the kept keys, and ours
+    # 2. configuration: the template's keys kept, ours added
     genome_path = os.path.relpath(fasta, repo)
 
     def config_schema(schema):
-        schema["properties"] = {k: schema["properties"][k] for k in KEPT_CONFIG_KEYS} | CONFIG_SCHEMA
-        schema["required"] = [*schema["required"], "genome"]
+        schema["properties"] = CONFIG_SCHEMA  # the template's keys have their own schema (workflow/vendor/)
+        schema["required"] = ["genome"]
         return schema
 
     edit_yaml(repo / "workflow/schemas/config.schema.yaml", config_schema)

@@ -1,14 +1,10 @@
 # The declared input surface, read in one place before any job: the config and the
-# sample sheet, each checked against its schema in workflow/schemas/ (yours) by the
-# template's library (workflow/vendor/samplesheet.py). Rules reach the sheet only
-# through sample_file() and sample_column().
+# sample sheet, each checked against its schema by the template's library
+# (workflow/vendor/contract.py, samplesheet.py). Rules reach the sheet only through
+# sample_file() and sample_column().
 
 import os
 import sys
-
-from snakemake.utils import validate
-
-validate(config, "../schemas/config.schema.yaml")
 
 
 def workflow_file(path):
@@ -23,6 +19,8 @@ import contract
 contract.locate_library(workflow_file)
 from samplesheet import SampleSheet
 
+# the template's keys (workflow/vendor/config.schema.yaml), then yours (workflow/schemas/)
+contract.validate_config(workflow, config, workflow_file)
 SHEET = SampleSheet(
     config["samples"],
     config["input_dir"],

@@ -104,6 +104,23 @@ def locate_library(workflow_file):
     return os.path.dirname(str([workflow_file(f"vendor/{module}.py") for module in LIBRARY][0]))
 
 
+def validate_config(workflow, config, workflow_file):
+    """Check ``config`` against the template's keys (vendor/config.schema.yaml) and then the workflow's
+    own (schemas/config.schema.yaml), each filling in its defaults: neither schema lists the other's keys."""
+    import yaml
+    from snakemake.utils import validate
+
+    if workflow.modifier.skip_validation:  # a host's module declaration asked for none
+        return
+    template_schema = workflow_file("vendor/config.schema.yaml")
+    validate(config, template_schema)
+    with open(template_schema, encoding="utf-8") as fh:
+        template_keys = set(yaml.safe_load(fh)["properties"])
+    own = {key: value for key, value in config.items() if key not in template_keys}
+    validate(own, workflow_file("schemas/config.schema.yaml"))
+    config.update(own)
+
+
 class Contract:
     def __init__(self, workflow, config, workflow_file):
         self.workflow, self.config = workflow, config

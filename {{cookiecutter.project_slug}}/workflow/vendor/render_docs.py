@@ -200,7 +200,13 @@ def canonical_rulegraph(mermaid: str) -> str:
 
 
 def _schema(name: str) -> dict:
-    return yaml.safe_load((REPO / "workflow" / "schemas" / name).read_text())
+    """A schema of workflow/schemas/; the config's is preceded by the template's keys (vendor/)."""
+    schema = yaml.safe_load((REPO / "workflow" / "schemas" / name).read_text())
+    if name == "config.schema.yaml":
+        template = yaml.safe_load((REPO / "workflow" / "vendor" / name).read_text())
+        schema["properties"] = template["properties"] | schema["properties"]
+        schema["required"] = template.get("required", []) + schema.get("required", [])
+    return schema
 
 
 def _constraints(spec: dict) -> str:
