@@ -35,7 +35,6 @@ LIBRARY = (
     "scheduler",
     "jupyter_nbconvert_config",
 )
-SCRATCH_POLICY = ("tmpdir", "scratch_staging", "scratch_on_failure")
 SCRATCH_MARKER = "__SCRATCH_COMMAND__"  # ends the command's here-document; marks a rule as wrapped
 SCRATCH_RULE = "--rule {rule}"  # formatted by the job itself; written out per rule by check_routes()
 STALE_RESULTS = "work/stale-results"
@@ -136,11 +135,15 @@ class Contract:
             self.citation = os.path.join(os.path.dirname(self.workflow_dir), "CITATION.cff")
         else:
             self.snakefile, self.citation = workflow_file("Snakefile"), workflow_file("../CITATION.cff")
+        import scratch
         import shadow_route
+
+        # the scratch wrapper's policy arguments: the root (tmpdir) and the settings scratch.py defines
+        self.scratch_policy = ("tmpdir", *scratch.POLICY)
 
         policy = workflow.resource_settings.default_resources
         self.missing_policy = [
-            name for name in (*SCRATCH_POLICY[1:], *shadow_route.POLICY) if policy is None or name not in policy
+            name for name in (*scratch.POLICY, *shadow_route.POLICY) if policy is None or name not in policy
         ]
         self.no_context = (
             f"No operating context: the scratch policy ({', '.join(self.missing_policy)}) comes from a profile. "
@@ -184,7 +187,7 @@ class Contract:
         policy = " ".join(
             f"--{name.replace('_', '-')} "
             + ("'<no profile>'" if name in self.missing_policy else "{resources.NAME:q}".replace("NAME", name))
-            for name in SCRATCH_POLICY
+            for name in self.scratch_policy
         )
         wrapper = (
             f'python3 "$WORKFLOW_SCRATCH_PY" shell {SCRATCH_RULE} '
