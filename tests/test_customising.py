@@ -173,10 +173,12 @@ def replace_example(repo, tmp_path):
     schema["properties"]["condition"] = {"type": "string", "enum": ["control", "treated"], "description": "condition"}
     schema["required"] = ["sample", "path", "condition"]
     (repo / "workflow/schemas/samples.schema.yaml").write_text(yaml.safe_dump(schema, sort_keys=False))
-    # 2. configuration: keep the keys the doc names, replace the example's parameters
+    # 2. configuration: keep the template's keys the doc names, replace the example's parameters (the
+    # schema of workflow/schemas/ lists only the workflow's own keys)
     schema_path = repo / "workflow/schemas/config.schema.yaml"
     schema = yaml.safe_load(schema_path.read_text())
-    schema["properties"] = {k: schema["properties"][k] for k in KEPT_CONFIG_KEYS} | {"letters_shown": LETTERS_SHOWN}
+    assert not set(KEPT_CONFIG_KEYS) & set(schema["properties"]), "the template's keys have their own schema"
+    schema["properties"] = {"letters_shown": LETTERS_SHOWN}
     schema_path.write_text(yaml.safe_dump(schema, sort_keys=False))
     config = yaml.safe_load((repo / "config/config.yaml").read_text())
     config = {k: config[k] for k in KEPT_CONFIG_KEYS if k in config} | {"letters_shown": 2}

@@ -384,3 +384,33 @@ def test_small_files_are_written_from_the_bytes_hashed_big_ones_copied(repo, mon
     assert [Path(p).name for p in cloned] == ["big.bin"], "the small files are read once, for their hash"
     assert publish.verify(release) == [] and _sha256sum_ok(release)
     assert not os.stat(release / "table.tsv").st_mode & 0o222
+
+
+@pytest.mark.parametrize("kept", [True, False], ids=["small-written-from-memory", "large-copied-from-results"])
+def test_a_result_changed_during_publish_gives_a_release_of_the_hashed_bytes_or_none(repo, monkeypatch, kept):
+    """A small file is written from the bytes it was hashed from: the release holds them, whatever results/
+    holds by then. A larger one is copied from results/ again: a change after hashing is refused, naming it."""
+    source = repo / "results/tables/t.tsv"
+    if not kept:
+        source.write_bytes(b"x" * (publish.KEEP_FILE_BYTES + 1))
+    hashed = source.read_bytes()
+    real_write_new, real_clone = publish.durable.write_new, publish.durable.clone
+
+    def change_then(write):
+        def changed_first(*args, **kwargs):
+            if not source.read_bytes().endswith(b"changed\n"):
+                with open(source, "ab") as fh:
+                    fh.write(b"changed\n")
+            return write(*args, **kwargs)
+
+        return changed_first
+
+    monkeypatch.setattr(publish.durable, "write_new", change_then(real_write_new))
+    monkeypatch.setattr(publish.durable, "clone", change_then(real_clone))
+    if kept:
+        release = Path(publish.publish(ENTRIES)["release"])
+        assert (release / "table.tsv").read_bytes() == hashed and publish.verify(release) == []
+    else:
+        with pytest.raises(publish.PublishError, match=r"results/tables/t.tsv changed while it was being published"):
+            publish.publish(ENTRIES)
+        assert not (repo / "publish/current").exists() and not list((repo / "publish/releases").iterdir())

@@ -23,7 +23,7 @@ FOLDERS = {  # folder: the files every generated repository has in it
     " schemas/config.schema.yaml schemas/samples.schema.yaml",
     "workflow/rules/": "aggregate.smk common.smk contract.smk helpers.smk process.smk publish.smk",
     "workflow/scripts/": "render_report.py summarize_sample.py summary_table.py",
-    "workflow/vendor/": "README.md SHA256SUMS checksums.py contract.py durable.py jupyter_nbconvert_config.py"
+    "workflow/vendor/": "README.md SHA256SUMS checksums.py config.schema.yaml contract.py durable.py jupyter_nbconvert_config.py"
     " module_profile.py publish.py release_crate.py render_docs.py samplesheet.py scheduler.py scratch.py shadow_route.py",
 }
 COMMON_FILES = {folder + name for folder, names in FOLDERS.items() for name in names.split()}

@@ -116,19 +116,21 @@ def write_new(path, data: bytes, mode: int, flush: bool = False) -> os.stat_resu
         view = memoryview(data)
         while view:
             view = view[os.write(fd, view) :]
-        return _finish(fd, mode, os.fstat(fd), flush)
+        written = os.fstat(fd)
+        if stat.S_IMODE(written.st_mode) == mode and not flush:
+            return written  # nothing changes it after the writes: no second stat
+        return _finish(fd, mode, written, flush)
     finally:
         os.close(fd)
 
 
 def _finish(fd: int, mode: int, created: os.stat_result, flush: bool) -> os.stat_result:
     """The end of writing a new file: ``mode`` where the umask took bits away, fsync if ``flush``."""
-    changed = stat.S_IMODE(created.st_mode) != mode
-    if changed:
-        os.fchmod(fd, mode)  # changes its ctime: stat again
+    if stat.S_IMODE(created.st_mode) != mode:
+        os.fchmod(fd, mode)
     if flush:
         os.fsync(fd)
-    return os.fstat(fd) if changed else created
+    return os.fstat(fd)
 
 
 def _copy_data(fin: int, fout: int, size: int) -> None:
