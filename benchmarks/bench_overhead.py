@@ -25,6 +25,9 @@ include: "rules/common.smk"
 include: "rules/contract.smk"
 
 
+FINAL_OUTPUTS = {}  # none: the benchmark's jobs write under work/
+
+
 rule bench_plain:
     output:
         "work/bench/plain/{i}.txt",

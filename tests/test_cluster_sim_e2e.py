@@ -69,17 +69,18 @@ def test_full_example_and_publish_under_cluster_sim_match_the_local_run_in_fewer
     assert {rec["staging"] for rec in scratch} == {"copy"}
 
 
-def test_visibility_lag_below_latency_wait_succeeds(render, snakemake, tmp_path):
+@pytest.mark.parametrize(
+    "fault",
+    [{"SIM_VISIBILITY_LAG": 3}, {"SIM_LOST_STATUS": 3}],
+    ids=["visibility-lag-below-latency-wait", "lost-status-answers"],
+)
+def test_a_fault_within_the_profiles_tolerance_does_not_stop_the_run(render, snakemake, tmp_path, fault):
     repo = render()
-    run = snakemake(
-        repo,
-        "--profile",
-        "profiles/cluster-sim",
-        "results/samples/alpha.summary.json",
-        env=sim_env(tmp_path, SIM_VISIBILITY_LAG=3),
-    )
-    assert (repo / "results/samples/alpha.summary.json").is_file()
-    assert all(r["faults"].get("visibility_lag") for r in scheduler_records(repo)), run.output[-500:]
+    target = "results/samples/alpha.summary.json"
+    snakemake(repo, "--profile", "profiles/cluster-sim", target, env=sim_env(tmp_path, **fault))
+    assert (repo / target).is_file()
+    if "SIM_VISIBILITY_LAG" in fault:  # the lag was applied, not skipped
+        assert all(r["faults"].get("visibility_lag") for r in scheduler_records(repo))
 
 
 def test_visibility_lag_above_latency_wait_fails_then_a_rerun_after_the_lag_completes(render, snakemake, tmp_path):
@@ -134,18 +135,6 @@ def test_killed_job_leaves_no_partial_output_and_rerun_incomplete_recovers(rende
         env=sim_env(tmp_path),
     )
     assert (repo / "results/tables/summary.tsv").read_text().count("\n") == 4
-
-
-def test_lost_status_answers_do_not_stop_the_run(render, snakemake, tmp_path):
-    repo = render()
-    snakemake(
-        repo,
-        "--profile",
-        "profiles/cluster-sim",
-        "results/samples/beta.summary.json",
-        env=sim_env(tmp_path, SIM_LOST_STATUS=3),
-    )
-    assert (repo / "results/samples/beta.summary.json").is_file()
 
 
 @pytest.mark.parametrize("context", CONTEXTS)
