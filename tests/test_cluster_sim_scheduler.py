@@ -1,19 +1,17 @@
-"""The simulated scheduler of profiles/cluster-sim, on its own: submit, status and cancel of a rendered repo.
+"""The simulated scheduler of profiles/cluster-sim on its own: submit, status and cancel of a rendered repo.
 
-No Snakemake here: small shell job scripts go through the profile's real executables, run as the
-workflow user from the rendered repository (as Snakemake would run them), and the job records are
-read with the profile's own ``load_records``. Every wait polls with a deadline.
+No Snakemake: small job scripts go through the profile's executables as the workflow user; every wait has a deadline.
 """
 
 import contextlib
-import importlib.util
 import json
 import os
 import re
+import runpy
 import signal
 import sys
-import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -47,13 +45,8 @@ class Cluster:
         self.env = {k: v for k, v in isolated_env(tmp_path).items() if not k.startswith("SIM_")}
         self.env["SIM_NODE_SCRATCH_ROOT"] = str(node_tmp(tmp_path))
         self.state = repo / ".cluster-sim"
-        spec = importlib.util.spec_from_file_location("cluster_sim_scheduler", repo / "workflow/vendor/scheduler.py")
-        self.scheduler = importlib.util.module_from_spec(spec)
-        saved, sys.dont_write_bytecode = sys.dont_write_bytecode, True  # no __pycache__ in the user's repo
-        try:
-            spec.loader.exec_module(self.scheduler)
-        finally:
-            sys.dont_write_bytecode = saved
+        # the profile's own record reader; run_path writes no __pycache__ into the user's repo
+        self.load_records = runpy.run_path(str(repo / "workflow/vendor/scheduler.py"))["load_records"]
 
     def script(self, body, name="job.sh", run="run-1", properties=None):
         """A job script in `run`, the per-run dir Snakemake writes a run's job scripts to."""
@@ -85,7 +78,7 @@ class Cluster:
         return poll(lambda: (word := self.status(jobid, **env).strip()) != "running" and word, f"job {jobid} to end")
 
     def records(self, state=None):
-        return {rec["id"]: rec for rec in self.scheduler.load_records(str(state or self.state))}
+        return {rec["id"]: rec for rec in self.load_records(str(state or self.state))}
 
     def record_when(self, jobid, predicate, what):
         return poll(lambda: (rec := self.records().get(jobid)) and predicate(rec) and rec, what)
@@ -95,22 +88,21 @@ class Cluster:
 def cluster(render, tmp_path):
     sim = Cluster(render(), tmp_path)
     yield sim
-    for state in (sim.state, tmp_path / "elsewhere"):  # never leave a job or supervisor behind
-        for rec in sim.records(state).values():
+    for rec in [*sim.records().values(), *sim.records(tmp_path / "elsewhere").values()]:  # leave no process behind
+        for kill, pid in ((os.killpg, rec.get("pgid")), (os.kill, rec.get("supervisor_pid"))):
             with contextlib.suppress(ProcessLookupError, TypeError):
-                os.killpg(rec.get("pgid"), signal.SIGKILL)
-            with contextlib.suppress(ProcessLookupError, TypeError):
-                os.kill(rec.get("supervisor_pid"), signal.SIGKILL)
+                kill(pid, signal.SIGKILL)
 
 
-def test_a_job_runs_detached_on_a_fake_node_with_node_local_scratch(cluster):
+def test_a_job_runs_detached_on_a_fake_node_whose_scratch_is_removed_unless_the_job_left_files(cluster):
     script = cluster.script(f"""
 echo "$SIM_JOB_ID $SIM_HOSTNAME $SIM_NODE_TMPDIR" > env.txt
-test -d "$SIM_NODE_TMPDIR" && pwd >> env.txt
+test -d "$SIM_NODE_TMPDIR" && pwd >> env.txt && mkdir -p "$SIM_NODE_TMPDIR/a/b"
 "{sys.executable}" -c 'import os; print(os.getpgrp() == os.getsid(0) == os.getppid())' >> env.txt
 echo to-stdout; echo to-stderr >&2""")
     jobid = cluster.submit(script)
-    assert cluster.final_status(jobid) == "success"
+    kept = cluster.submit(cluster.script('mkdir "$SIM_NODE_TMPDIR/a"; echo x > "$SIM_NODE_TMPDIR/a/f"', "kept.sh"))
+    assert cluster.final_status(jobid) == cluster.final_status(kept) == "success"
     rec = cluster.records()[jobid]
     lines = (cluster.repo / "env.txt").read_text().splitlines()
     assert lines == [f"{jobid} simnode-01 {rec['node_tmpdir']}", str(cluster.repo), "True"], "own session and group"
@@ -120,51 +112,28 @@ echo to-stdout; echo to-stderr >&2""")
     assert rec["host"] == "simnode-01" and rec["jobscript"] == str(script)
     log = Path(rec["log"]).read_text()
     assert "to-stdout" in log and "to-stderr" in log
+    assert not Path(rec["node_tmpdir"]).exists(), "only empty folders left: cleaned before status reports the end"
+    assert (Path(cluster.records()[kept]["node_tmpdir"]) / "a/f").read_text() == "x\n", "like a failed job's scratch"
 
 
-def test_node_scratch_keeps_only_what_a_job_left_behind(cluster):
-    empty = cluster.submit(cluster.script('mkdir -p "$SIM_NODE_TMPDIR/a/b"', "empty.sh"))
-    kept = cluster.submit(cluster.script('mkdir "$SIM_NODE_TMPDIR/a"; echo x > "$SIM_NODE_TMPDIR/a/f"', "kept.sh"))
-    assert cluster.final_status(empty) == cluster.final_status(kept) == "success"
-    records = cluster.records()  # cleaned like an epilog, before status reports the end of the job
-    assert not Path(records[empty]["node_tmpdir"]).exists()
-    assert (Path(records[kept]["node_tmpdir"]) / "a/f").read_text() == "x\n", "like a failed job's kept scratch"
-
-
-def test_submit_returns_while_the_job_runs_and_cancel_ends_its_whole_process_group(cluster):
+def test_submit_returns_at_once_and_cancel_ends_process_groups_in_2_s_even_deaf_to_sigterm_naming_unknown_ids(cluster):
     start = time.monotonic()
     jobid = cluster.submit(cluster.script("sleep 300 & echo $! > child.pid; wait"))
     assert time.monotonic() - start < 10, "the job itself takes 300 s"
+    deaf = cluster.script("trap '' TERM; touch ready.$SIM_JOB_ID; while :; do sleep 0.1; done", "deaf.sh")
+    ids = [cluster.submit(deaf) for _ in range(2)]
     child = int(poll(lambda: (cluster.repo / "child.pid").exists() and (cluster.repo / "child.pid").read_text(), "pid"))
     assert cluster.status(jobid) == "running\n" and running(child)
-    proc = cluster.run("cancel", jobid)
-    assert proc.returncode == 0, repr(proc)
-    poll(lambda: not running(child), "the job's background child to die")
-    rec = cluster.record_when(jobid, lambda r: r["state"] not in ("pending", "running"), "the end to be recorded")
-    assert rec["state"] == "cancelled" and rec["signal"] == signal.SIGTERM
-    assert cluster.status(jobid) == "failed\n"
-
-
-def test_cancel_sigkills_jobs_that_ignore_sigterm_within_the_two_seconds_snakemake_allows(cluster):
-    script = cluster.script("trap '' TERM; echo ready > ready.txt; while :; do sleep 0.1; done")
-    ids = [cluster.submit(script) for _ in range(2)]
-    for jobid in ids:
-        cluster.record_when(jobid, lambda r: r["state"] == "running", "the jobs to start")
-    poll(lambda: (cluster.repo / "ready.txt").exists(), "the trap to be set")
+    poll(lambda: len(list(cluster.repo.glob("ready.*"))) == 2, "the traps to be set")
     start = time.monotonic()
-    proc = cluster.run("cancel", *ids)
+    proc = cluster.run("cancel", jobid, *ids, "12345")
     assert time.monotonic() - start < 2.0, "cluster-generic kills the cancel command after 2 s"
-    assert proc.returncode == 0 and "SIGKILL" in proc.stderr
-    for jobid in ids:
-        rec = cluster.record_when(jobid, lambda r: r["state"] != "running", "the end to be recorded")
-        assert rec["state"] == "cancelled" and rec["signal"] == signal.SIGKILL
-
-
-def test_a_failing_job_is_reported_failed_with_its_exit_code(cluster):
-    jobid = cluster.submit(cluster.script("echo about to fail; exit 3"))
-    assert cluster.final_status(jobid) == "failed"
-    rec = cluster.records()[jobid]
-    assert rec["state"] == "failed" and rec["exit_code"] == 3 and rec["reason"] == "exit code 3"
+    assert proc.returncode == 1 and "SIGKILL" in proc.stderr and "unknown job id '12345'" in proc.stderr
+    poll(lambda: not running(child), "the job's background child to die")
+    for job, sig in ((jobid, signal.SIGTERM), (ids[0], signal.SIGKILL), (ids[1], signal.SIGKILL)):
+        rec = cluster.record_when(job, lambda r: r["state"] not in ("pending", "running"), "the end to be recorded")
+        assert rec["state"] == "cancelled" and rec["signal"] == sig
+    assert cluster.status(jobid) == "failed\n"
 
 
 @pytest.mark.parametrize("args", [["999"], ["../../etc/passwd"], [], ["1", "2"]])
@@ -174,42 +143,32 @@ def test_status_answers_failed_and_exits_zero_for_an_unknown_or_malformed_job_id
     assert "cluster-sim: status" in proc.stderr
 
 
-def test_cancel_leaves_a_finished_job_alone_and_names_an_unknown_id(cluster):
-    jobid = cluster.submit(cluster.script("true"))
-    assert cluster.final_status(jobid) == "success"
-    assert cluster.run("cancel", jobid).returncode == 0 and cluster.records()[jobid]["state"] == "success"
-    proc = cluster.run("cancel", "12345")
-    assert proc.returncode == 1 and "unknown job id '12345'" in proc.stderr
+def test_a_failing_job_reports_its_exit_code_after_k_lost_status_answers_and_cancel_leaves_it_alone(cluster):
+    jobid = cluster.submit(cluster.script("echo about to fail; exit 3"))
+    rec = cluster.record_when(jobid, lambda r: r["state"] not in ("pending", "running"), "the job to end")
+    for query in (1, 2):  # the lost-status fault answers running k times, then the truth
+        proc = cluster.run("status", jobid, SIM_LOST_STATUS="2")
+        assert (proc.returncode, proc.stdout) == (0, "running\n") and f"query {query}/2" in proc.stderr
+    assert cluster.status(jobid, SIM_LOST_STATUS="2") == cluster.status(jobid) == "failed\n"
+    assert rec["state"] == "failed" and rec["exit_code"] == 3 and rec["reason"] == "exit code 3"
+    assert cluster.run("cancel", jobid).returncode == 0 and cluster.records()[jobid] == rec, "left as it is"
 
 
-def test_kill_fault_kills_the_nth_job_of_each_run_only(cluster):
+def test_kill_fault_kills_the_nth_job_of_each_run_only_and_spares_one_that_ends_in_time(cluster):
     env = {"SIM_KILL_JOB": "2", "SIM_KILL_AFTER": "0.3"}
     quick, slow = cluster.script("true", "quick.sh"), cluster.script("sleep 300", "slow.sh")
     first, second, third = (cluster.submit(script, **env) for script in (quick, slow, quick))
     other_run = cluster.submit(cluster.script("sleep 300", run="run-2"), **env)  # the first job of its run
+    in_time = cluster.submit(cluster.script("true", run="run-3"), SIM_KILL_JOB="1", SIM_KILL_AFTER="30")
     assert cluster.final_status(second) == "failed"
     rec = cluster.records()[second]
     assert rec["signal"] == signal.SIGKILL and "SIM_KILL_JOB" in rec["reason"] and rec["faults"]["kill_after"] == 0.3
-    assert cluster.final_status(first) == cluster.final_status(third) == "success"
+    assert cluster.final_status(first) == cluster.final_status(third) == cluster.final_status(in_time) == "success"
     assert [cluster.records()[j]["run_seq"] for j in (first, second, third, other_run)] == [1, 2, 3, 1]
     assert cluster.status(other_run) == "running\n"
 
 
-def test_kill_fault_spares_a_job_that_ends_in_time(cluster):
-    jobid = cluster.submit(cluster.script("true"), SIM_KILL_JOB="1", SIM_KILL_AFTER="30")
-    assert cluster.final_status(jobid) == "success"
-
-
-def test_lost_status_fault_answers_running_k_times_then_the_truth(cluster):
-    jobid = cluster.submit(cluster.script("true"))
-    cluster.record_when(jobid, lambda r: r["state"] == "success", "the job to end")
-    for query in (1, 2):
-        proc = cluster.run("status", jobid, SIM_LOST_STATUS="2")
-        assert (proc.returncode, proc.stdout) == (0, "running\n") and f"query {query}/2" in proc.stderr
-    assert cluster.status(jobid, SIM_LOST_STATUS="2") == "success\n"
-
-
-def test_visibility_lag_fault_hides_the_outputs_of_a_successful_job_until_the_lag_is_over(cluster):
+def test_outputs_are_visible_at_success_unless_the_lag_fault_hides_them_a_job_or_groups_until_it_is_over(cluster):
     props = {"type": "single", "rule": "make", "output": ["res/a.txt", "res/d"], "wildcards": {"i": "1"}, "jobid": 7}
     script = cluster.script("mkdir -p res/d; echo A > res/a.txt; echo B > res/d/b.txt", properties=props)
     jobid = cluster.submit(script, SIM_VISIBILITY_LAG="1.5")
@@ -218,20 +177,15 @@ def test_visibility_lag_fault_hides_the_outputs_of_a_successful_job_until_the_la
     rec = cluster.record_when(jobid, lambda r: r.get("visible_time"), "the outputs to be visible")
     assert rec["visible_time"] - rec["end_time"] >= 1.5 and rec["rule"] == "make"
     assert (cluster.repo / "res/a.txt").read_text() == "A\n" and (cluster.repo / "res/d/b.txt").read_text() == "B\n"
-
-
-def test_outputs_are_visible_at_success_without_the_lag_fault(cluster):
-    props = {"type": "single", "rule": "make", "output": ["a.txt"], "wildcards": {}, "jobid": 1}
-    jobid = cluster.submit(cluster.script("echo A > a.txt", properties=props))
-    assert cluster.final_status(jobid) == "success" and (cluster.repo / "a.txt").read_text() == "A\n"
-
-
-def test_a_group_job_is_a_job_like_any_other(cluster):
     props = {"type": "group", "groupid": "per_sample", "output": ["x.txt", "y.txt"], "jobid": "a1b2"}
-    jobid = cluster.submit(cluster.script("echo x > x.txt && echo y > y.txt", properties=props), SIM_VISIBILITY_LAG="1")
-    assert cluster.final_status(jobid) == "success"
-    rec = cluster.record_when(jobid, lambda r: r.get("visible_time"), "the group's outputs to be visible")
+    script = cluster.script("echo x > x.txt; echo y > y.txt", "group.sh", properties=props)
+    group = cluster.submit(script, SIM_VISIBILITY_LAG="1")
+    assert cluster.final_status(group) == "success"
+    rec = cluster.record_when(group, lambda r: r.get("visible_time"), "the group's outputs to be visible")
     assert rec["rule"] == "group:per_sample" and (cluster.repo / "y.txt").read_text() == "y\n"
+    props = {"type": "single", "rule": "make", "output": ["a.txt"], "wildcards": {}, "jobid": 1}
+    plain = cluster.submit(cluster.script("echo A > a.txt", "plain.sh", properties=props))  # no lag fault
+    assert cluster.final_status(plain) == "success" and (cluster.repo / "a.txt").read_text() == "A\n"
 
 
 def test_status_answers_failed_when_the_supervisor_died_before_the_job_ended(cluster):
@@ -247,14 +201,9 @@ def test_concurrent_submits_get_distinct_ids_and_whole_records_in_sim_cluster_di
     state = tmp_path / "elsewhere"
     state.mkdir()
     hand_over(state, workflow_user())
-    script, ids = cluster.script("true"), []
-    threads = [
-        threading.Thread(target=lambda: ids.append(cluster.submit(script, SIM_CLUSTER_DIR=state))) for _ in range(8)
-    ]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(DEADLINE)
+    script = cluster.script("true")
+    with ThreadPoolExecutor(8) as pool:
+        ids = list(pool.map(lambda _: cluster.submit(script, SIM_CLUSTER_DIR=state), range(8)))
     assert sorted(ids, key=int) == [str(i) for i in range(1, 9)]
     for jobid in ids:
         assert cluster.final_status(jobid, SIM_CLUSTER_DIR=state) == "success"
