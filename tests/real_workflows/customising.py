@@ -46,14 +46,14 @@ def add_pin(path, line, after):
         path.write_text(text)
 
 
-def describe_and_regenerate_docs(repo, rules_row, adding_a_sample):
-    """Step 6: the prose that described the example (README's layout row of the rules, config/README.md's
-    part of adding a sample), then `make docs`."""
+def describe_and_regenerate_docs(repo, what_it_computes, adding_a_sample):
+    """Step 6: the prose that described the example (README.md's description line, config/README.md's part
+    of adding a sample), then `make docs`."""
     for path, pattern, text in (
-        (repo / "README.md", r"^\| `workflow/rules/process\.smk`.*$", rules_row),
-        (repo / "config/README.md", r"\(for the example: [^)]*\)", f"({adding_a_sample})"),
+        (repo / "README.md", r"\A(# [^\n]*\n\n)[^\n]+", what_it_computes),
+        (repo / "config/README.md", r"()\(for the example: [^)]*\)", f"({adding_a_sample})"),
     ):
-        new, n = re.subn(pattern, text, path.read_text(), flags=re.M)
+        new, n = re.subn(pattern, lambda m, text=text: m.group(1) + text, path.read_text(), count=1)
         assert n == 1, f"{path.name}: the example's text to replace"
         path.write_text(new)
     env = dict(os.environ, PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}")

@@ -243,8 +243,8 @@ def apply(repo: Path, site: Path) -> None:
     # 6. docs: regenerate, then the prose that described the example
     describe_and_regenerate_docs(
         repo,
-        "| `workflow/rules/quant.smk` | the rules: fastp trimming and kallisto quantification per sample against "
-        "the site's transcriptome, the abundance tables, the count matrix (`workflow/scripts/count_matrix.py`) "
-        "and a MultiQC report over all samples |",
+        "fastp trimming and kallisto quantification per sample against the site's transcriptome "
+        "(`workflow/rules/quant.smk`), the abundance tables, the count matrix (`workflow/scripts/count_matrix.py`) "
+        "and a MultiQC report over all samples.",
         "its trimming and quantification, then the count matrix and the MultiQC report",
     )

@@ -197,7 +197,7 @@ def apply(repo: Path, site: Path) -> None:
     # 6. docs: regenerate, then the prose that described the example
     describe_and_regenerate_docs(
         repo,
-        "| `workflow/rules/variant_calling.smk` | the rules: bwa mem, samtools sort and index per sample, bcftools "
-        "over all samples, and the plot of the calls' quality by `workflow/scripts/plot_quals.py` |",
+        "bwa mem, samtools sort and index per sample, bcftools over all samples "
+        "(`workflow/rules/variant_calling.smk`), and the plot of the calls' quality (`workflow/scripts/plot_quals.py`).",
         "its alignments, then the calls over all samples and the plot",
     )
