@@ -100,7 +100,8 @@ def locate_library(workflow_file):
     """Make every module of LIBRARY a local file: ``workflow_file(path)`` is Snakemake's
     ``workflow.source_path`` of a path relative to workflow/, which copies a module read from a
     git host into Snakemake's cache (side by side, so they import each other)."""
-    return os.path.dirname(str([workflow_file(f"vendor/{module}.py") for module in LIBRARY][0]))
+    for module in LIBRARY:
+        workflow_file(f"vendor/{module}.py")
 
 
 def validate_config(workflow, config, workflow_file):
@@ -123,7 +124,7 @@ def validate_config(workflow, config, workflow_file):
 class Contract:
     def __init__(self, workflow, config, workflow_file):
         self.workflow, self.config = workflow, config
-        self.vendor = os.path.dirname(str(workflow_file("vendor/contract.py")))
+        self.vendor = os.path.dirname(os.path.abspath(__file__))  # this library, where it was imported from
         # This workflow's own source (not the including one's when used as a module): a local
         # folder, or a git repository at a ref (github(...)/gitlab(...), as snakedeploy writes it).
         self.source = workflow.current_basedir
@@ -145,11 +146,13 @@ class Contract:
         self.missing_policy = [
             name for name in (*scratch.POLICY, *shadow_route.POLICY) if policy is None or name not in policy
         ]
-        self.no_context = (
-            f"No operating context: the scratch policy ({', '.join(self.missing_policy)}) comes from a profile. "
-            f"Run with --profile profiles/<context>, one of: {', '.join(contexts())}; see docs/operations.md."
-        )
+        self.no_context = None  # with a profile: the usual case, in every job's parse too
         if self.missing_policy:
+            self.no_context = (
+                f"No operating context: the scratch policy ({', '.join(self.missing_policy)}) comes from a "
+                f"profile. Run with --profile profiles/<context>, one of: {', '.join(contexts())}; "
+                "see docs/operations.md."
+            )
             print(f"NOTE: {self.no_context} Linting and dry runs need none.", file=sys.stderr)
         self.context = context_from_argv(sys.argv)
         # Set at parse time, so also in every job (a cluster job parses the Snakefile again).
