@@ -59,28 +59,36 @@ def test_publish_creates_a_read_only_release_that_verify_accepts_and_points_curr
     terminal publish and verify print one summary line. Before the first release verify exits 2."""
     assert cli("verify").returncode == 2
     (repo / "results/plots/sub").mkdir(parents=True)
-    for name, text in {"a.svg": "<svg/>\n", "sub/b.svg": "<svg></svg>\n", ".snakemake_timestamp": ""}.items():
+    odd = 'sub/q", "x}, {é.svg'  # the manifest's file lines are encoded in one pass: quotes, braces, non-ASCII
+    for name, text in {
+        "a.svg": "<svg/>\n",
+        "sub/b.svg": "<svg></svg>\n",
+        odd: "<svg/>",
+        ".snakemake_timestamp": "",
+    }.items():
         (repo / "results/plots" / name).write_text(text)
     provenance = {"context": "test", "files": [], "nested": {"files": []}}
     result = publish.publish({**ENTRIES, "plots": "results/plots"}, provenance=provenance)
     release = Path(result["release"])
     err = capsys.readouterr().err
-    assert err.count("\n") == 1 and err.startswith("publish: 4 files") and "\r" not in err
+    assert err.count("\n") == 1 and err.startswith("publish: 5 files") and "\r" not in err
     assert result["created"] and os.readlink(repo / "publish/current") == f"releases/{release.name}", "relative"
     text = (release / "MANIFEST.json").read_text()
     manifest = json.loads(text)
     assert manifest["provenance"] == provenance
-    names = ["plots/a.svg", "plots/sub/b.svg", "report.html", "table.tsv"]
+    names = ["plots/a.svg", "plots/sub/b.svg", f"plots/{odd}", "report.html", "table.tsv"]
     assert [f["path"] for f in manifest["files"]] == names
     published = {p.relative_to(release).as_posix() for p in release.rglob("*") if p.is_file()}
     assert published == {*names, "MANIFEST.json", "SHA256SUMS"}
-    assert manifest["files"][3]["size"] == 8 and len(manifest["files"][3]["sha256"]) == 64
-    assert '\n    {"path": "report.html", "sha256": ' in text, "indented, a line per file"
+    assert manifest["files"][4]["size"] == 8 and len(manifest["files"][4]["sha256"]) == 64
+    lines = [json.dumps(entry, sort_keys=True) for entry in manifest["files"]]
+    assert '"files": [\n    ' + ",\n    ".join(lines) + "\n  ]" in text, "indented, a line per file"
     assert (release / "table.tsv").read_text() == "a\tb\n1\t2\n"
     assert not os.stat(release / "table.tsv").st_mode & 0o222 and not os.stat(release).st_mode & 0o222
     proc = cli("verify")
-    assert proc.returncode == 0 and "OK" in proc.stdout and "4 files" in proc.stdout
-    assert proc.stderr.startswith("verify: hashed 5 files") and proc.stderr.count("\n") == 1
+    assert _sha256sum_ok(release), "sha256sum -c reads the odd name too"
+    assert proc.returncode == 0 and "OK" in proc.stdout and "5 files" in proc.stdout
+    assert proc.stderr.startswith("verify: hashed 6 files") and proc.stderr.count("\n") == 1
 
 
 def test_one_release_per_content_with_unchanged_files_hard_linked_to_earlier_ones_never_to_results(repo, monkeypatch):

@@ -36,7 +36,6 @@ Commands (run in the repository root)::
 From the Snakemake repository template, release {{ cookiecutter._template_version }}.
 """
 
-import argparse
 import contextlib
 import datetime as _dt
 import fcntl
@@ -45,11 +44,9 @@ import json
 import os
 import re
 import stat
-import subprocess
 import sys
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path, PurePosixPath
 
 import durable
@@ -124,6 +121,8 @@ def in_chunks(function, items, threads: int, big: bool = False) -> list:
     rest = items[len(done) :]
     if threads < 2 or not rest:
         return done + [function(item) for item in rest]
+    from concurrent.futures import ThreadPoolExecutor  # imported only when used: most of the module's start-up
+
     size = -(-len(rest) // (4 * threads))
     runs = [rest[i : i + size] for i in range(0, len(rest), size)]
     with ThreadPoolExecutor(max_workers=threads) as pool:
@@ -162,7 +161,11 @@ def load_hashes(publish_root: Path) -> dict:
     """{identity key: sha256} remembered by the last publish; empty if missing or unreadable."""
     try:
         data = json.loads((Path(publish_root) / HASH_CACHE).read_text(encoding="utf-8"))
-        return {str(k): str(v) for k, v in data["sha256"].items()} if data.get("format") == 1 else {}
+        hashes = data["sha256"] if data.get("format") == 1 else {}
+        # a sha256 goes into manifests as it is: anything but 64 hex digits makes the whole cache unreadable
+        if not SHA256_HEX.fullmatch("".join(hashes.values())) or len(hashes) * 64 != sum(map(len, hashes.values())):
+            return {}
+        return {str(k): v for k, v in hashes.items()}
     except (OSError, ValueError, KeyError, TypeError, AttributeError):
         return {}
 
@@ -579,12 +582,50 @@ def _folders(names) -> set[str]:
 
 def manifest_bytes(manifest: dict) -> bytes:
     """``json.dumps(manifest, indent=2, sort_keys=True)`` with each file on one line: the same JSON,
-    made by the C encoder (the indenting encoder is pure Python: about 0.1 s per 10,000 files)."""
-    one_line = json.JSONEncoder(sort_keys=True).encode
+    the file lines made by ``_file_lines`` (the indenting encoder is pure Python: about 0.1 s per
+    10,000 files)."""
     head = json.dumps({**manifest, "files": []}, indent=2, sort_keys=True)
-    files = ",\n    ".join(map(one_line, manifest["files"]))
+    files = ",\n    ".join(_file_lines(manifest["files"]))
     # the top-level key is the only one indented by two spaces
     return head.replace('\n  "files": []', f'\n  "files": [\n    {files}\n  ]', 1).encode() + b"\n"
+
+
+FILE_KEYS = ("path", "sha256", "size")  # in every file entry; sorted, as the encoder sorts keys
+
+
+def _file_lines(files: list[dict]) -> list[str]:
+    """``json.dumps(entry, sort_keys=True)`` of each file entry, with one encoder call for all paths
+    instead of one per entry: an encoded string never holds '", "' (its every '"' is escaped), so the
+    encoded list of paths splits at its separators only. An entry's other keys (what made it: shared
+    by the files of a declared entry) are encoded once per distinct set."""
+    paths = json.dumps([entry["path"] for entry in files])[2:-2].split('", "') if files else []
+    shapes: dict = {}
+    lines = []
+    for entry, path in zip(files, paths, strict=True):
+        others = tuple((k, v) for k, v in entry.items() if k not in FILE_KEYS)
+        try:
+            parts = shapes.get(others)
+        except TypeError:  # a value that cannot be a dict key (a list, ...): the encoder's own way
+            lines.append(json.dumps(entry, sort_keys=True))
+            continue
+        if parts is None:  # the other keys' "key": value pieces before path, after it, after sha256, after size
+            pieces = [[], [], [], []]
+            for k, v in sorted(others):
+                pieces[sum(k > fixed for fixed in FILE_KEYS)].append(
+                    f"{json.dumps(k)}: {json.dumps(v, sort_keys=True)}"
+                )
+            parts = shapes[others] = (
+                "".join(p + ", " for p in pieces[0]),
+                *("".join(", " + p for p in pieces[i]) for i in (1, 2, 3)),
+            )
+        before, after_path, after_sha, after_size = parts
+        sha, size = entry["sha256"], entry["size"]
+        lines.append(
+            "{"
+            + f'{before}"path": "{path}"{after_path}, "sha256": "{sha}"{after_sha}, "size": {size:d}{after_size}'
+            + "}"
+        )
+    return lines
 
 
 def _write_release(
@@ -599,14 +640,14 @@ def _write_release(
     digest=None,
     kept=None,
 ) -> tuple[str, dict, int]:
-    """Fill ``staging`` with the files, MANIFEST.json, ``describe``'s metadata files and SHA256SUMS,
+    """Fill ``staging`` with the files ((published name, source, its stat when hashed) each), MANIFEST.json, ``describe``'s metadata files and SHA256SUMS,
     all on disk and read-only; return the release id, {identity key: sha256} of its published files
     and how many of them are hard links to ``shared`` ({sha256: file of an earlier release}).
     ``digest``: the entries' ``content_digest`` if already known; ``kept``: {source: its bytes as
     hashed}, written from memory instead of copied."""
     shared, kept = shared or {}, kept or {}
     top = os.fspath(staging)
-    for folder in sorted(_folders(name for name, _ in files), key=len):
+    for folder in sorted(_folders(name for name, _, _ in files), key=len):
         os.mkdir(os.path.join(top, folder))
     if progress is not None:
         progress.phase("writing", len(files), sum(e["size"] for e in entries))
@@ -626,7 +667,7 @@ def _write_release(
 
     def place(item) -> os.stat_result | None:
         """Link the file to an intact earlier release holding its bytes (None), else copy it (its stat)."""
-        (name, src), entry = item
+        (name, src, hashed), entry = item
         dst, copied = f"{top}/{name}", None
         if not link(entry, dst):
             data = kept.get(src)
@@ -634,7 +675,7 @@ def _write_release(
                 copied = durable.write_new(dst, data, READ_ONLY_FILE, flush)
             else:  # the copy must hold the bytes hashed (a link holds an earlier release's: _shared_files)
                 copied = durable.clone(src, dst, mode=READ_ONLY_FILE, flush=flush)
-                if _identity(os.stat(src)) != entry["_identity"] or copied.st_size != entry["size"]:
+                if _identity(os.stat(src)) != _identity(hashed) or copied.st_size != entry["size"]:
                     raise PublishError(f"{src} changed while it was being published; rerun publish")
         if progress is not None:
             progress.add(1, entry["size"])
@@ -643,8 +684,7 @@ def _write_release(
     big = sum(e["size"] for e in entries) >= BIG_FILE * len(entries)
     placed = in_chunks(place, zip(files, entries, strict=True), WRITE_THREADS, big)
     keys = {}
-    for (name, src), entry, st in zip(files, entries, placed, strict=True):
-        del entry["_identity"]
+    for (name, src, _), entry, st in zip(files, entries, placed, strict=True):
         if st is None:  # linked: stat after every link (a new link changes the shared file's ctime)
             st = os.stat(f"{top}/{name}")
             if st.st_size != entry["size"]:
@@ -751,7 +791,7 @@ def publish(
     }
     records = (provenance or {}).get("made_by", {})  # per declared entry; a directory's files share its record
     file_entries = [
-        {"path": name, "size": st.st_size, "sha256": sha, "_identity": _identity(st), **_record_of(name, records)}
+        {"path": name, "size": st.st_size, "sha256": sha, **_record_of(name, records)}
         for (name, _), st, sha in zip(files, stats, hashes, strict=True)
     ]
     provenance = {k: v for k, v in (provenance or {}).items() if k != "made_by"}
@@ -773,7 +813,7 @@ def publish(
             staging.mkdir()
             try:
                 release_id, release_keys, linked = _write_release(
-                    staging, files, file_entries, provenance, now, describe, shared, shown, digest, kept
+                    staging, resolved, file_entries, provenance, now, describe, shared, shown, digest, kept
                 )
                 release = publish_root / "releases" / f"{now.strftime('%Y%m%dT%H%M%S.%fZ')}-{release_id}"
                 os.rename(staging, release)
@@ -853,6 +893,8 @@ def prune(publish_root: Path, keep: int) -> list[Path]:
 # --------------------------------------------------------------------------
 def git_output(cwd, *args) -> str | None:
     """The output of a git command run in ``cwd``, or None when it fails (no git, not a repository)."""
+    import subprocess  # only for provenance: the CLI's verify and list start without it
+
     try:
         proc = subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True, timeout=30)
     except (OSError, subprocess.SubprocessError):
@@ -925,6 +967,8 @@ def _cmd_list(root: Path) -> int:
 
 
 def main(argv=None) -> int:
+    import argparse
+
     parser = argparse.ArgumentParser(description="Verify, list and prune published releases.")
     parser.add_argument("--publish-root", default="publish", type=Path, help="default: publish")
     sub = parser.add_subparsers(dest="command", required=True)
