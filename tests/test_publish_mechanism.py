@@ -210,6 +210,7 @@ TAMPERING = {
     "edit describe's metadata": (lambda r: (r / "meta.json").write_text("{}"), "altered: meta.json"),
     "add file": (lambda r: (r / "extra.txt").write_text("x"), "extra: extra.txt"),
     "add dir": (lambda r: (r / "empty").mkdir(), "extra: empty/"),
+    "add a fifo": (lambda r: os.mkfifo(r / "pipe"), "extra: pipe"),
     "symlink to a directory": (lambda r: (r / "evil").symlink_to("/etc"), "extra: evil (a symlink"),
     "replace file by symlink": (
         lambda r: (r / "report.html").unlink() or (r / "report.html").symlink_to(r / "table.tsv"),

@@ -48,7 +48,7 @@ import stat
 import sys
 import threading
 import time
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 
 import durable
 
@@ -342,21 +342,47 @@ def _resolve_sources(entries: dict, results_root: Path) -> list[tuple[str, str, 
         if not stat.S_ISDIR(st.st_mode):
             files.append((name, real, _identity(st)))
             continue
-        for dirpath, dirs, names in os.walk(real):
-            for child in sorted(dirs + names):
-                path = os.path.join(dirpath, child)
-                if os.path.islink(path) and not inside(os.path.realpath(path), root):
-                    raise PublishError(f"refusing to publish {name!r}: {path} is a symlink that leaves {results_root}/")
-            for child in sorted(n for n in names if n != SNAKEMAKE_MARKER):
-                path = os.path.join(dirpath, child)  # os.walk of a real path does not enter symlinks: only
-                rel = os.path.relpath(path, real).replace(os.sep, "/")  # a symlinked file needs resolving
-                path = os.path.realpath(path) if os.path.islink(path) else path
-                files.append((check_publish_name(f"{name}/{rel}"), path, _identity(os.stat(path))))
+        files += sorted(_directory_files(name, real, lambda path: inside(path, root), results_root))
     seen = set()
     for name, _, _ in files:
         if name in seen:
             raise PublishError(f"published name {name!r} is declared twice")
         seen.add(name)
+    return files
+
+
+def _directory_files(name: str, top: str, in_results, results_root) -> list[tuple[str, str, Identity]]:
+    """(published name, source, identity) of every file under the real directory ``top`` published as
+    ``name``, from one scan per folder: without Snakemake's marker, a symlinked file resolved (refused if
+    it leaves results/), a symlinked folder neither followed nor published."""
+    files, folders = [], [(top, name)]
+    while folders:
+        folder, published = folders.pop()
+        with os.scandir(folder) as entries:
+            for entry in entries:
+                child = f"{published}/{entry.name}"
+                if entry.is_symlink():
+                    source = os.path.realpath(entry.path)
+                    if not in_results(source):
+                        raise PublishError(
+                            f"refusing to publish {name!r}: {entry.path} is a symlink that leaves {results_root}/"
+                        )
+                    if os.path.isdir(source):
+                        continue
+                    try:
+                        st = os.stat(source)
+                    except OSError:
+                        raise PublishError(f"refusing to publish {name!r}: {entry.path} is a broken symlink") from None
+                elif entry.is_dir(follow_symlinks=False):
+                    folders.append((entry.path, child))
+                    continue
+                elif entry.name == SNAKEMAKE_MARKER:
+                    continue
+                else:
+                    source, st = entry.path, entry.stat(follow_symlinks=False)
+                if not stat.S_ISREG(st.st_mode):
+                    raise PublishError(f"refusing to publish {name!r}: {entry.path} is not a regular file")
+                files.append((check_publish_name(child), source, _identity(st)))
     return files
 
 
@@ -469,39 +495,59 @@ def verify(release: Path, known: dict | None = None, progress: Progress | None =
         problems.append(f"{MANIFEST}: lists files that {CHECKSUMS} does not cover (edited)")
     if content_digest(listed.values()) != manifest.get("content_digest"):
         problems.append(f"{MANIFEST}: content_digest does not match its file list (edited)")
-    present = [rel for rel in sorted(sums) if (release / rel).is_file() and not (release / rel).is_symlink()]
-    problems += [f"missing: {rel}" for rel in sorted(set(sums) - set(present))]
+    top = os.fspath(release)
+    files, links, dirs, others = _release_tree(top, keys=known is not None)
+    present = [rel for rel in sorted(sums) if rel in files]
+    problems += [f"missing: {rel}" for rel in sorted(set(sums) - set(files))]
     # a copy has no release name to pin SHA256SUMS, so a file and its line can be rewritten together:
     # the manifest (pinned by its own line) must then disagree
-    on_disk = set(present)
     for rel, entry in sorted(listed.items()):
         if rel in sums and entry.get("sha256") != sums[rel]:
             problems.append(f"altered: {rel} (sha256 in {MANIFEST} differs from {CHECKSUMS})")
-        if rel in on_disk and entry.get("size") != (release / rel).stat().st_size:
+        if rel in files and entry.get("size") != files[rel][0]:
             problems.append(f"altered: {rel} (size in {MANIFEST} differs from the file)")
-    stats = {rel: os.stat(release / rel) for rel in present}
-    to_hash = [rel for rel in present if known is None or known.get(_key(stats[rel])) != sums[rel]]
+    to_hash = [rel for rel in present if known is None or known.get(files[rel][1]) != sums[rel]]
     if progress is not None:
-        progress.phase("hashing", len(to_hash), sum(stats[rel].st_size for rel in to_hash))
-    hashed = sha256_files((release / rel for rel in to_hash), (stats[rel].st_size for rel in to_hash), progress)
+        progress.phase("hashing", len(to_hash), sum(files[rel][0] for rel in to_hash))
+    hashed = sha256_files([f"{top}/{rel}" for rel in to_hash], [files[rel][0] for rel in to_hash], progress)
     for rel, sha in zip(to_hash, hashed, strict=True):
         if sha != sums[rel]:
             what = f"{MANIFEST} (provenance edited)" if rel == MANIFEST else rel
             problems.append(f"altered: {what} (sha256 differs from {CHECKSUMS})")
         elif known is not None:
-            known[_key(stats[rel])] = sha
-    expected_dirs = {str(PurePosixPath(rel).parent) for rel in sums} - {"."}
-    expected_dirs |= {str(p) for d in expected_dirs for p in PurePosixPath(d).parents} - {"."}
-    for dirpath, dirs, names in os.walk(release):
-        for name in dirs + names:
-            rel = Path(dirpath, name).relative_to(release).as_posix()
-            if os.path.islink(os.path.join(dirpath, name)):
-                problems.append(f"extra: {rel} (a symlink; releases hold only files)")
-            elif name in dirs and rel not in expected_dirs:
-                problems.append(f"extra: {rel}/ (directory not in {CHECKSUMS})")
-            elif name in names and rel not in sums and rel != CHECKSUMS:
-                problems.append(f"extra: {rel} (not in {CHECKSUMS})")
+            known[files[rel][1]] = sha
+    expected_dirs = _folders(sums)
+    problems += [f"extra: {rel} (a symlink; releases hold only files)" for rel in sorted(links)]
+    problems += [f"extra: {rel}/ (directory not in {CHECKSUMS})" for rel in sorted(dirs) if rel not in expected_dirs]
+    problems += [
+        f"extra: {rel} (not in {CHECKSUMS})"
+        for rel in sorted([*files, *others])
+        if rel not in sums and rel != CHECKSUMS
+    ]
     return problems
+
+
+def _release_tree(top: str, keys: bool) -> tuple[dict, list, list, list]:
+    """What is under ``top``, as relative paths, from one scan of each directory (symlinks are listed,
+    never followed): {regular file: (size, identity key if ``keys`` else None)}, symlinks, directories,
+    and anything else."""
+    files, links, dirs, others = {}, [], [], []
+    pending = [""]
+    while pending:
+        folder = pending.pop()
+        with os.scandir(f"{top}/{folder}" if folder else top) as entries:
+            for entry in entries:
+                rel = f"{folder}/{entry.name}" if folder else entry.name
+                if entry.is_symlink():
+                    links.append(rel)
+                elif entry.is_dir(follow_symlinks=False):
+                    dirs.append(rel)
+                    pending.append(rel)
+                elif stat.S_ISREG((st := entry.stat(follow_symlinks=False)).st_mode):
+                    files[rel] = (st.st_size, _key(st) if keys else None)
+                else:  # a fifo, socket or device
+                    others.append(rel)
+    return files, links, dirs, others
 
 
 def _reusable_release(publish_root: Path, digest: str, known: dict) -> tuple[Path | None, list[str]]:
