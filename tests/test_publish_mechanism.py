@@ -156,6 +156,9 @@ def test_a_damaged_release_is_named_and_neither_reused_nor_shared(repo, damage):
         ({"x": "results/missing.txt"}, "does not exist"),
         ({"x": "results/link.txt"}, "symlink that leaves results/"),
         ({"x": "results/via/secret.txt"}, "symlink that leaves results/"),
+        ({"d": "results/leaky"}, "results/leaky/out is a symlink that leaves results/"),  # in a directory() entry
+        ({"d": "results/odd"}, "results/odd/pipe is not a regular file"),
+        ({"d": "results/broken"}, "results/broken/gone is a broken symlink"),
         *[
             ({name: "results/r.html"}, "plain relative path")
             for name in ("../x", "MANIFEST.json", ".", "a/./b", "a//b", "a/", "/a", "a\\b", "a\tb", "")
@@ -168,6 +171,11 @@ def test_publish_refuses_bad_declarations_naming_the_entry(repo, entries, messag
         (repo / path).write_text("s")
     (repo / "results/link.txt").symlink_to(repo / "secret.txt")  # a file symlink out of results/
     (repo / "results/via").symlink_to(repo / "outside")  # a folder symlink out of results/
+    for folder in ("leaky", "odd", "broken"):
+        (repo / "results" / folder).mkdir()
+    (repo / "results/leaky/out").symlink_to(repo / "secret.txt")
+    os.mkfifo(repo / "results/odd/pipe")
+    (repo / "results/broken/gone").symlink_to(repo / "results/nothing")
     with pytest.raises(publish.PublishError, match=message):
         publish.publish(entries)
     assert not (repo / "publish/current").exists()
