@@ -479,13 +479,18 @@ def verify(release: Path, known: dict | None = None, progress: Progress | None =
     Every file is read and hashed, unless ``known`` ({identity key: sha256}, see ``load_hashes``)
     holds its identity with the sha256 it must have; files hashed and found intact are added to it.
     """
+    return _verify(release, known, progress)[0]
+
+
+def _verify(release, known, progress) -> tuple[list[str], int]:
+    """``verify``'s problems and the number of files the manifest lists."""
     release = Path(release)
     try:
         raw = (release / CHECKSUMS).read_bytes()
         sums = parse_checksums(raw)
         manifest = read_manifest(release)
     except (OSError, PublishError) as exc:
-        return [f"{CHECKSUMS} or {MANIFEST} unreadable: {exc}"]
+        return [f"{CHECKSUMS} or {MANIFEST} unreadable: {exc}"], 0
     problems = []
     match = RELEASE_NAME.match(release.resolve().name)
     if match and hashlib.sha256(raw).hexdigest()[:12] != match["id"]:
@@ -524,7 +529,7 @@ def verify(release: Path, known: dict | None = None, progress: Progress | None =
         for rel in sorted([*files, *others])
         if rel not in sums and rel != CHECKSUMS
     ]
-    return problems
+    return problems, len(listed)
 
 
 def _release_tree(top: str, keys: bool) -> tuple[dict, list, list, list]:
@@ -996,14 +1001,14 @@ def _cmd_verify(root: Path, release: Path | None) -> int:
         return 2
     label = f"{release} -> {release.resolve().name}" if release.is_symlink() else str(release)
     progress = Progress("verify")
-    problems = verify(release, progress=progress)
+    problems, files = _verify(release, None, progress)
     progress.done(f"hashed {progress.total_files:,} files ({_size(progress.total_bytes)})")
     for problem in problems:
         print(f"FAILED: {label}: {problem}", file=sys.stderr)
     if problems:
         return 1
     note = "" if RELEASE_NAME.match(release.resolve().name) else f" (renamed copy: {CHECKSUMS} itself is not checked)"
-    print(f"OK: {label}: {len(read_manifest(release)['files'])} files match {MANIFEST} and {CHECKSUMS}{note}")
+    print(f"OK: {label}: {files} files match {MANIFEST} and {CHECKSUMS}{note}")
     return 0
 
 
