@@ -93,15 +93,15 @@ def clone(src, dst, mode: int | None = None, flush: bool = False) -> os.stat_res
         # created with its final mode (a chmod only where the umask took bits away)
         fout = os.open(dst, _NEW_FILE, wanted)
         try:
-            created = os.fstat(fout)
+            device = os.fstat(fout).st_dev
             try:
-                if created.st_dev in _NO_REFLINK:
+                if device in _NO_REFLINK:
                     raise OSError(errno.EOPNOTSUPP, "no reflink on this filesystem")
                 fcntl.ioctl(fout, FICLONE, fin)
             except OSError:
-                _NO_REFLINK.add(created.st_dev)  # asked once per filesystem, not once per file
+                _NO_REFLINK.add(device)  # asked once per filesystem, not once per file
                 _copy_data(fin, fout, source.st_size)
-            return _finish(fout, wanted, created, flush)
+            return _finish(fout, wanted, os.fstat(fout), flush)
         finally:
             os.close(fout)
     finally:
@@ -116,21 +116,21 @@ def write_new(path, data: bytes, mode: int, flush: bool = False) -> os.stat_resu
         view = memoryview(data)
         while view:
             view = view[os.write(fd, view) :]
-        written = os.fstat(fd)
-        if stat.S_IMODE(written.st_mode) == mode and not flush:
-            return written  # nothing changes it after the writes: no second stat
-        return _finish(fd, mode, written, flush)
+        return _finish(fd, mode, os.fstat(fd), flush)
     finally:
         os.close(fd)
 
 
-def _finish(fd: int, mode: int, created: os.stat_result, flush: bool) -> os.stat_result:
-    """The end of writing a new file: ``mode`` where the umask took bits away, fsync if ``flush``."""
-    if stat.S_IMODE(created.st_mode) != mode:
+def _finish(fd: int, mode: int, written: os.stat_result, flush: bool) -> os.stat_result:
+    """The end of writing a new file whose stat after the last write is ``written``: ``mode`` where the
+    umask took bits away, fsync if ``flush``; returns its stat as left (taken again only after a chmod,
+    which changes its ctime)."""
+    changed = stat.S_IMODE(written.st_mode) != mode
+    if changed:
         os.fchmod(fd, mode)
     if flush:
         os.fsync(fd)
-    return os.fstat(fd)
+    return os.fstat(fd) if changed else written
 
 
 def _copy_data(fin: int, fout: int, size: int) -> None:

@@ -150,7 +150,7 @@ def sha256_files(paths, sizes=None, progress=None, kept=None) -> list[str]:
     return in_chunks(one, zip(paths, sizes, strict=True), 4 * (os.cpu_count() or 1), big)
 
 
-# what publish keeps of a source's stat, named as in os.stat_result (so either serves): 40 % of its memory
+# what publish keeps of a source's stat (a fraction of its memory), named as in os.stat_result so either serves
 Identity = collections.namedtuple("Identity", "st_dev st_ino st_size st_mtime_ns st_ctime_ns")
 
 
@@ -169,7 +169,7 @@ def load_hashes(publish_root: Path) -> dict:
         data = json.loads((Path(publish_root) / HASH_CACHE).read_text(encoding="utf-8"))
         hashes = data["sha256"] if data.get("format") == 1 else {}
         # a sha256 goes into manifests as it is: anything but 64 hex digits makes the whole cache unreadable
-        if not SHA256_HEX.fullmatch("".join(hashes.values())) or len(hashes) * 64 != sum(map(len, hashes.values())):
+        if not all(len(v) == 64 for v in hashes.values()) or not SHA256_HEX.fullmatch("".join(hashes.values())):
             return {}
         return {str(k): v for k, v in hashes.items()}
     except (OSError, ValueError, KeyError, TypeError, AttributeError):
@@ -351,38 +351,46 @@ def _resolve_sources(entries: dict, results_root: Path) -> list[tuple[str, str, 
     return files
 
 
+def _scan(top: str, under: str = ""):
+    """(relative path, its os.DirEntry list) of the directory ``top`` and of every folder below it, each
+    scanned once; a symlink is listed, never followed. ``under`` is the relative path of ``top``."""
+    folders = [(top, under)]
+    while folders:
+        folder, rel = folders.pop()
+        with os.scandir(folder) as scanned:
+            entries = list(scanned)
+        for entry in entries:
+            if entry.is_dir(follow_symlinks=False):
+                folders.append((entry.path, f"{rel}/{entry.name}" if rel else entry.name))
+        yield rel, entries
+
+
 def _directory_files(name: str, top: str, in_results, results_root) -> list[tuple[str, str, Identity]]:
     """(published name, source, identity) of every file under the real directory ``top`` published as
-    ``name``, from one scan per folder: without Snakemake's marker, a symlinked file resolved (refused if
-    it leaves results/), a symlinked folder neither followed nor published."""
-    files, folders = [], [(top, name)]
-    while folders:
-        folder, published = folders.pop()
-        with os.scandir(folder) as entries:
-            for entry in entries:
-                child = f"{published}/{entry.name}"
-                if entry.is_symlink():
-                    source = os.path.realpath(entry.path)
-                    if not in_results(source):
-                        raise PublishError(
-                            f"refusing to publish {name!r}: {entry.path} is a symlink that leaves {results_root}/"
-                        )
-                    if os.path.isdir(source):
-                        continue
-                    try:
-                        st = os.stat(source)
-                    except OSError:
-                        raise PublishError(f"refusing to publish {name!r}: {entry.path} is a broken symlink") from None
-                elif entry.is_dir(follow_symlinks=False):
-                    folders.append((entry.path, child))
+    ``name``: without Snakemake's marker, a symlinked file resolved (refused if it leaves results/), a
+    symlinked folder neither followed nor published."""
+    files = []
+    for folder, entries in _scan(top, name):
+        for entry in entries:
+            if entry.is_symlink():
+                source = os.path.realpath(entry.path)
+                if not in_results(source):
+                    raise PublishError(
+                        f"refusing to publish {name!r}: {entry.path} is a symlink that leaves {results_root}/"
+                    )
+                if os.path.isdir(source):
                     continue
-                elif entry.name == SNAKEMAKE_MARKER:
-                    continue
-                else:
-                    source, st = entry.path, entry.stat(follow_symlinks=False)
-                if not stat.S_ISREG(st.st_mode):
-                    raise PublishError(f"refusing to publish {name!r}: {entry.path} is not a regular file")
-                files.append((check_publish_name(child), source, _identity(st)))
+                try:
+                    st = os.stat(source)
+                except OSError:
+                    raise PublishError(f"refusing to publish {name!r}: {entry.path} is a broken symlink") from None
+            elif entry.is_dir(follow_symlinks=False) or entry.name == SNAKEMAKE_MARKER:
+                continue
+            else:
+                source, st = entry.path, entry.stat(follow_symlinks=False)
+            if not stat.S_ISREG(st.st_mode):
+                raise PublishError(f"refusing to publish {name!r}: {entry.path} is not a regular file")
+            files.append((check_publish_name(f"{folder}/{entry.name}"), source, _identity(st)))
     return files
 
 
@@ -533,25 +541,20 @@ def _verify(release, known, progress) -> tuple[list[str], int]:
 
 
 def _release_tree(top: str, keys: bool) -> tuple[dict, list, list, list]:
-    """What is under ``top``, as relative paths, from one scan of each directory (symlinks are listed,
-    never followed): {regular file: (size, identity key if ``keys`` else None)}, symlinks, directories,
-    and anything else."""
+    """What is under ``top``, as relative paths: {regular file: (size, identity key if ``keys`` else None)},
+    symlinks, directories, and anything else."""
     files, links, dirs, others = {}, [], [], []
-    pending = [""]
-    while pending:
-        folder = pending.pop()
-        with os.scandir(f"{top}/{folder}" if folder else top) as entries:
-            for entry in entries:
-                rel = f"{folder}/{entry.name}" if folder else entry.name
-                if entry.is_symlink():
-                    links.append(rel)
-                elif entry.is_dir(follow_symlinks=False):
-                    dirs.append(rel)
-                    pending.append(rel)
-                elif stat.S_ISREG((st := entry.stat(follow_symlinks=False)).st_mode):
-                    files[rel] = (st.st_size, _key(st) if keys else None)
-                else:  # a fifo, socket or device
-                    others.append(rel)
+    for folder, entries in _scan(top):
+        for entry in entries:
+            rel = f"{folder}/{entry.name}" if folder else entry.name
+            if entry.is_symlink():
+                links.append(rel)
+            elif entry.is_dir(follow_symlinks=False):
+                dirs.append(rel)
+            elif stat.S_ISREG((st := entry.stat(follow_symlinks=False)).st_mode):
+                files[rel] = (st.st_size, _key(st) if keys else None)
+            else:  # a fifo, socket or device
+                others.append(rel)
     return files, links, dirs, others
 
 
@@ -697,8 +700,8 @@ def _write_release(
     digest=None,
     kept=None,
 ) -> tuple[str, dict, int]:
-    """Fill ``staging`` with the files ((published name, source, its stat when hashed) each), MANIFEST.json, ``describe``'s metadata files and SHA256SUMS,
-    all on disk and read-only; return the release id, {identity key: sha256} of its published files
+    """Fill ``staging`` with the files ((published name, source, its Identity when hashed) each),
+    MANIFEST.json, ``describe``'s metadata files and SHA256SUMS, all on disk and read-only; return the release id, {identity key: sha256} of its published files
     and how many of them are hard links to ``shared`` ({sha256: file of an earlier release}).
     ``digest``: the entries' ``content_digest`` if already known; ``kept``: {source: its bytes as
     hashed}, written from memory instead of copied."""
@@ -822,7 +825,6 @@ def publish(
     resolved = _resolve_sources(entries, results_root)
     if not resolved:
         raise PublishError("the publish set is empty; declare files in workflow/rules/publish.smk")
-    files = [(name, src) for name, src, _ in resolved]
     stats = [st for _, _, st in resolved]
     (publish_root / "releases").mkdir(parents=True, exist_ok=True)
     known = load_hashes(publish_root)
@@ -835,9 +837,9 @@ def publish(
     kept, budget = {}, KEEP_TOTAL_BYTES
     for i in todo:
         if stats[i].st_size <= min(KEEP_FILE_BYTES, budget):
-            kept[files[i][1]] = None
+            kept[resolved[i][1]] = None
             budget -= stats[i].st_size
-    fresh = sha256_files([files[i][1] for i in todo], [stats[i].st_size for i in todo], shown, kept)
+    fresh = sha256_files([resolved[i][1] for i in todo], [stats[i].st_size for i in todo], shown, kept)
     for i, sha in zip(todo, fresh, strict=True):
         hashes[i] = sha
     # only identities that had settled before hashing began are remembered (see RACY_NS)
@@ -850,7 +852,7 @@ def publish(
     records = (provenance or {}).get("made_by", {})  # per declared entry; a directory's files share its record
     file_entries = [
         {"path": name, "size": st.st_size, "sha256": sha, **_record_of(name, records)}
-        for (name, _), st, sha in zip(files, stats, hashes, strict=True)
+        for (name, _, st), sha in zip(resolved, hashes, strict=True)
     ]
     provenance = {k: v for k, v in (provenance or {}).items() if k != "made_by"}
     digest = content_digest(file_entries)
@@ -893,13 +895,13 @@ def publish(
             save_hashes(publish_root, remember | release_keys)
     if shown is not None:
         total = sum(st.st_size for st in stats)
-        what = f"linked {linked:,} unchanged, copied {len(files) - linked:,}" if created else "no new release"
-        shown.done(f"{len(files):,} files ({_size(total)}): hashed {len(todo):,}, {what}")
+        what = f"linked {linked:,} unchanged, copied {len(resolved) - linked:,}" if created else "no new release"
+        shown.done(f"{len(resolved):,} files ({_size(total)}): hashed {len(todo):,}, {what}")
     return {
         "release": str(release),
         "created": created,
         "moved": moved,
-        "files": len(files),
+        "files": len(resolved),
         "damaged": damaged,
         "hashed": len(todo),
         "linked": linked,
