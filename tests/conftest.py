@@ -96,6 +96,21 @@ def missing_in_ci_fails(reason):
     pytest.skip(reason)
 
 
+def other_filesystem_than(path) -> Path:
+    """/dev/shm (tmpfs), if it is a filesystem other than the one of ``path``: skipped otherwise locally,
+    failed in CI."""
+    shm = Path("/dev/shm")
+    if not shm.is_dir() or shm.stat().st_dev == os.stat(path).st_dev:
+        missing_in_ci_fails(f"needs /dev/shm on a filesystem other than the one of {path}")
+    return shm
+
+
+def require_root(why):
+    """A test that must act as another user: skipped without root locally, failed in CI (which runs as root)."""
+    if not IS_ROOT:
+        missing_in_ci_fails(f"needs root to {why}")
+
+
 def require_slurm():
     """A test that needs the real Slurm: skipped without one locally, failed under REQUIRE_SLURM (CI)."""
     if slurm_cluster.unavailable():

@@ -29,6 +29,7 @@ from conftest import (
     isolated_env,
     missing_in_ci_fails,
     node_tmp,
+    other_filesystem_than,
     scratch_records,
     start_snakemake,
     workflow_user,
@@ -39,7 +40,6 @@ EXAMPLE = re.compile(r"<!-- example: (?P<kind>[\w-]+) (?:rule|file (?P<path>\S+)
 SMK, R_SCRIPT = "workflow/rules/kinds.smk", "workflow/scripts/word_lengths.R"
 WRAPPER_PY = "workflow/wrappers/text/count_chars/wrapper.py"
 WRAPPERS, APPTAINER = "file://{repo}/workflow/wrappers/", "--software-deployment-method=apptainer"
-SHM = Path("/dev/shm")
 FAILURE = "deliberate failure after writing the output"
 FAIL_COMMAND = f"; echo {FAILURE} >&2; exit 3"  # appended to a shell command
 RAISE = f'raise RuntimeError("{FAILURE}")\n'
@@ -271,9 +271,7 @@ def kinds_repo(render, tmp_path):
 def node_disk(kinds_repo):
     """(dir, env): a "node-local" disk on another filesystem than the repository's (a world-writable sticky dir on
     /dev/shm), and kinds_repo's env with scratch there: TMPDIR (profiles/local), the scheduler's node dirs."""
-    if not SHM.is_dir() or SHM.stat().st_dev == kinds_repo[0].stat().st_dev:
-        pytest.skip("needs /dev/shm on a filesystem other than the repository's")
-    node = Path(tempfile.mkdtemp(dir=SHM, prefix="rule-kinds-node-"))
+    node = Path(tempfile.mkdtemp(dir=other_filesystem_than(kinds_repo[0]), prefix="rule-kinds-node-"))
     os.chmod(node, 0o1777)
     yield node, {**kinds_repo[1], "TMPDIR": str(node), "SIM_NODE_SCRATCH_ROOT": str(node)}
     shutil.rmtree(node, ignore_errors=True)

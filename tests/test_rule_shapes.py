@@ -13,7 +13,7 @@ import tempfile
 from pathlib import Path
 
 import pytest
-from conftest import hand_over, scratch_records, workflow_user
+from conftest import hand_over, other_filesystem_than, scratch_records, workflow_user
 from test_rule_kinds import use_snakemakes_shadow
 
 # A shared reference outside the checkout, with the companion files a tool finds beside it.
@@ -133,9 +133,7 @@ def shapes_repo(render):
 @pytest.fixture
 def other_filesystem(tmp_path):
     """A directory of the workflow user on another filesystem than tmp_path (tmpfs /dev/shm), removed after."""
-    if not os.path.isdir("/dev/shm") or os.stat("/dev/shm").st_dev == os.stat(tmp_path).st_dev:
-        pytest.skip("no second filesystem (/dev/shm) here")
-    path = Path(tempfile.mkdtemp(dir="/dev/shm", prefix="results-"))
+    path = Path(tempfile.mkdtemp(dir=other_filesystem_than(tmp_path), prefix="results-"))
     hand_over(path, workflow_user())
     yield path
     shutil.rmtree(path, ignore_errors=True)

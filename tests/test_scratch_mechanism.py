@@ -11,13 +11,10 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
-from conftest import as_user, hand_over, node_tmp, workflow_user
+from conftest import as_user, hand_over, node_tmp, other_filesystem_than, require_root, workflow_user
 
 POLICY = {"scratch_staging": "link", "scratch_on_failure": "keep"}
 JOB = {"rule": "r", "wildcards": ["sample=a"], "input": ["data/in.txt"], "output": ["results/out.txt"]}
-AS_ROOT = pytest.mark.skipif(os.geteuid() != 0, reason="needs root to give a folder to another user")
-SHM = "/dev/shm"  # tmpfs: a second real filesystem, if it is not the one of /tmp
-SHM_APART = os.path.isdir(SHM) and os.stat(SHM).st_dev != os.stat("/tmp").st_dev
 
 
 @pytest.fixture
@@ -63,8 +60,8 @@ def test_a_root_is_made_private_a_shared_sticky_one_kept_as_it_is_a_relative_one
         scratch.resolve_root("relative/scratch")
 
 
-@AS_ROOT
 def test_another_users_root_is_refused_with_what_to_do(scratch, tmp_path):
+    require_root("give a folder to another user")
     (tmp_path / "theirs").mkdir()
     hand_over(tmp_path / "theirs", workflow_user())
     with pytest.raises(scratch.ScratchError, match="give each user a root of their own"):
@@ -163,8 +160,8 @@ def test_copy_back_fails_clearly_for_a_missing_output_or_one_whose_parent_is_a_f
     assert (workdir / "results").read_text() == "a file where a directory should be"
 
 
-@AS_ROOT
 def test_copy_back_into_a_folder_the_user_cannot_write_fails_clearly_and_leaves_nothing(scratch, workdir, tmp_path):
+    require_root("give a folder to another user")
     hand_over(workdir, workflow_user())
     (workdir / "results").mkdir()
     os.chown(workdir / "results", 0, 0)  # not the job's: it may not create files there
@@ -174,9 +171,8 @@ def test_copy_back_into_a_folder_the_user_cannot_write_fails_clearly_and_leaves_
     assert "scratch dir KEPT" in (workdir / "logs/r/a.log").read_text()
 
 
-@pytest.mark.skipif(not SHM_APART, reason="needs /dev/shm on its own filesystem")
 def test_copy_back_across_filesystems_is_checked_and_atomic(scratch, workdir):
-    with tempfile.TemporaryDirectory(dir=SHM, ignore_cleanup_errors=True) as root:
+    with tempfile.TemporaryDirectory(dir=other_filesystem_than(workdir), ignore_cleanup_errors=True) as root:
         job = make_job(scratch, root, outputs=["results/out.txt", "results/dir"]).start()
         Path(job.dir, "results/out.txt").write_bytes(b"y" * 4096)
         Path(job.dir, "results/dir/sub").mkdir(parents=True)
